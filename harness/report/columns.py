@@ -1,0 +1,44 @@
+"""How each metric column is shown: header with its unit, scale, number format, and which way is better."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Display:
+    """Display rule of one metric column: the value shown is ``value * scale`` formatted by ``fmt``."""
+
+    column: str
+    header: str
+    scale: float = 1.0
+    fmt: str = "{:.2f}"
+    better: str = "lower"  # "lower", "higher" or "" (no best)
+
+    def format(self, value: float) -> str:
+        """Return ``value`` scaled and formatted for a table cell."""
+        return self.fmt.format(value * self.scale)
+
+
+#: Metric columns shown in comparison tables, in order; a column with no value in a suite is hidden.
+DISPLAYS: tuple[Display, ...] = (
+    Display("params", "Params (M)", 1e-6),
+    Display("macs", "MACs (G)", 1e-9, "{:.3f}"),
+    Display("flops", "FLOPs (G)", 1e-9, "{:.3f}"),
+    Display("mac_bytes", "MAC (MB)", 1e-6, "{:.1f}"),
+    Display("activations", "Acts (M)", 1e-6),
+    Display("complexity_coverage", "Op coverage (%)", 100.0, "{:.1f}", ""),
+    Display("latency_ms_median", "Latency median (ms)", 1.0, "{:.2f}"),
+    Display("latency_ms_iqr", "Latency IQR (ms)", 1.0, "{:.2f}", ""),
+    Display("throughput_samples_per_s", "Throughput (img/s)", 1.0, "{:.1f}", "higher"),
+    Display("latency_repeats", "Samples", 1.0, "{:.0f}", ""),
+)
+
+#: Case fields shown to identify a row, in order.
+CASE_HEADERS: tuple[tuple[str, str], ...] = (
+    ("model", "Model"),
+    ("batch", "Batch"),
+    ("resolution", "Input (px)"),
+    ("device", "Device"),
+    ("dtype", "Dtype"),
+)

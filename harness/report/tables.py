@@ -1,0 +1,126 @@
+"""pandas transforms from the results store to the tables the report renders. Torch-free."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from harness.report.columns import CASE_HEADERS, DISPLAYS, Display
+
+
+@dataclass
+class Cell:
+    """One table cell: its text, whether it is the column's best, and an optional note (tooltip)."""
+
+    text: str
+    best: bool = False
+    note: str = ""
+    kind: str = ""
+
+
+@dataclass
+class SuiteTable:
+    """A suite's comparison table: headers, rows of cells, and the runs and environment behind it."""
+
+    suite: str
+    headers: list[str]
+    rows: list[list[Cell]]
+    runs: list[str]
+    environment: dict[str, str]
+    problems: list[dict[str, str]] = field(default_factory=list)
+
+
+def latest_per_case(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return, per (suite, case_id), the most recent record, preferring ok records over others."""
+    if frame.empty:
+        return frame
+    ranked = frame.assign(_ok=(frame["status"] == "ok").astype(int))
+    ranked = ranked.sort_values(["_ok", "timestamp_utc"])
+    return ranked.groupby(["suite", "case_id"], sort=False).tail(1).drop(columns="_ok")
+
+
+def _published(record: pd.Series) -> dict[str, dict[str, Any]]:
+    raw = record.get("published_json")
+    if not isinstance(raw, str) or not raw:
+        return {}
+    return {entry["metric"]: entry for entry in json.loads(raw)}
+
+
+def _shown_metrics(records: pd.DataFrame) -> list[Display]:
+    return [d for d in DISPLAYS if d.column in records and records[d.column].notna().any()]
+
+
+def _best_values(records: pd.DataFrame, shown: list[Display]) -> dict[str, float]:
+    best: dict[str, float] = {}
+    ok = records[records["status"] == "ok"]
+    for d in shown:
+        values = ok[d.column].dropna()
+        if d.better and len(values) > 1:
+            best[d.column] = values.min() if d.better == "lower" else values.max()
+    return best
+
+
+def _metric_cells(record: pd.Series, d: Display, best: dict[str, float], published: dict[str, Any]) -> list[Cell]:
+    value = record.get(d.column)
+    has_value = value is not None and not (isinstance(value, float) and math.isnan(value))
+    cells = [Cell(d.format(value) if has_value else "–", best=has_value and best.get(d.column) == value)]
+    if d.column in published:
+        pub = published[d.column]
+        note = f"{pub['source']}" + (f"; convention: {pub['convention']}" if pub.get("convention") else "")
+        delta = f" ({(value - pub['value']) / pub['value']:+.1%})" if has_value and pub["value"] else ""
+        cells[0].note = f"published {d.format(pub['value'])}{delta} — {note}"
+        cells.append(Cell(d.format(pub["value"]) + delta, note=note, kind="published"))
+    return cells
+
+
+def suite_table(records: pd.DataFrame) -> SuiteTable:
+    """Return the comparison table of one suite's latest records: a row per case, best per column bold.
+
+    Columns with a published value anywhere in the suite get a ``published (Δ)`` column beside them.
+    """
+    records = records.sort_values(["model", "batch", "resolution", "device", "dtype"], kind="stable")
+    shown = _shown_metrics(records)
+    best = _best_values(records, shown)
+    published_cols = {m for _, r in records.iterrows() for m in _published(r)}
+    headers = [h for _, h in CASE_HEADERS] + ["Status"]
+    for d in shown:
+        headers.append(d.header)
+        if d.column in published_cols:
+            headers.append(f"{d.header} published (Δ)")
+    rows = []
+    problems = []
+    for _, record in records.iterrows():
+        row = [Cell(str(record.get(col))) for col, _ in CASE_HEADERS]
+        row.append(Cell(record["status"], kind=f"status-{record['status']}"))
+        published = _published(record)
+        for d in shown:
+            cells = _metric_cells(record, d, best, published)
+            if d.column in published_cols and len(cells) == 1:
+                cells.append(Cell("", kind="published"))
+            row += cells
+        rows.append(row)
+        if record["status"] != "ok":
+            problems.append({"label": record["label"], "status": record["status"], "error": record.get("error") or ""})
+    last = records.sort_values("timestamp_utc").iloc[-1]
+    env_keys = ["env_cpu", "env_torch_threads", "env_gpu", "env_torch", "env_timm", "env_python", "env_git_sha"]
+    environment = {k.removeprefix("env_"): str(last.get(k, "")) for k in env_keys if last.get(k, "") not in ("", None)}
+    environment["measured_utc"] = str(last["timestamp_utc"])
+    return SuiteTable(
+        suite=str(last["suite"]),
+        headers=headers,
+        rows=rows,
+        runs=sorted(records["run_id"].unique()),
+        environment=environment,
+        problems=problems,
+    )
+
+
+def suite_tables(frame: pd.DataFrame) -> list[SuiteTable]:
+    """Return one comparison table per suite in the store, suites in name order."""
+    latest = latest_per_case(frame)
+    return [suite_table(group) for _, group in sorted(latest.groupby("suite"), key=lambda kv: kv[0])]
+

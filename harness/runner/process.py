@@ -1,0 +1,94 @@
+"""The parent's handle on a worker process: start it, send a case, wait with a timeout, restart it.
+
+A worker that dies (abort, segfault, killed for memory) or overruns the case's timeout is killed and
+reported as a failed outcome; the next case starts a fresh worker.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.runner.worker import worker_main
+
+STARTUP_TIMEOUT_S = 300.0
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """Return a readable account of a process exit code (negative = killed by that signal)."""
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        try:
+            return f"killed by signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exited with status {exitcode}"
+
+
+class WorkerProcess:
+    """One spawned worker process, started lazily and restarted after it dies or times out."""
+
+    def __init__(self) -> None:
+        self._proc: Any = None
+        self._conn: Any = None
+        self.env: dict[str, Any] = {}
+
+    def start(self) -> dict[str, Any]:
+        """Start the worker if it is not running; return its environment capture."""
+        if self._proc is not None and self._proc.is_alive():
+            return self.env
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        self._proc = ctx.Process(target=worker_main, args=(child,), daemon=True, name="harness-worker")
+        self._proc.start()
+        child.close()
+        self._conn = parent
+        if not parent.poll(STARTUP_TIMEOUT_S):
+            self.stop()
+            raise HarnessError(f"the worker process did not start within {STARTUP_TIMEOUT_S:.0f} s")
+        try:
+            self.env = parent.recv()["env"]
+        except EOFError:
+            code = self._proc.exitcode
+            self.stop()
+            raise HarnessError(f"the worker process died while starting ({describe_exit(code)})") from None
+        return self.env
+
+    def run(self, task: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """Run one task in the worker; return its outcome, or a failed outcome if it died or timed out."""
+        self.start()
+        self._conn.send(task)
+        if not self._conn.poll(timeout_s):
+            self.stop()
+            return _failed(f"Timeout: the case ran longer than {timeout_s:g} s; the worker was killed", timeout_s)
+        try:
+            return self._conn.recv()
+        except (EOFError, ConnectionResetError):
+            self._proc.join(5)
+            reason = describe_exit(self._proc.exitcode)
+            self.stop()
+            return _failed(f"WorkerCrash: the worker process {reason} while running the case", None)
+
+    def stop(self) -> None:
+        """Ask the worker to exit, then kill it if it does not; safe to call twice."""
+        if self._proc is None:
+            return
+        if self._proc.is_alive() and self._conn is not None:
+            try:
+                self._conn.send(None)
+            except (OSError, ValueError):
+                pass
+            self._proc.join(2)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(5)
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
+
+
+def _failed(error: str, duration_s: float | None) -> dict[str, Any]:
+    return {"status": "failed", "error": error, "values": {}, "duration_s": duration_s}

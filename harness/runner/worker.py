@@ -1,0 +1,104 @@
+"""The worker process: builds each case's model and takes its metrics, away from the CLI process.
+
+torch is imported once per worker and the worker is reused between cases; a case that crashes the
+process (abort, segfault, out-of-memory kill) takes only the worker down, and the parent starts a new
+one. Messages on the pipe: the worker first sends ``{"env": {...}}``; then for each task
+``{"case": {...}, "metrics": {name: options}}`` it answers ``{"status", "error", "values", "duration_s"}``;
+``None`` asks it to exit.
+"""
+
+from __future__ import annotations
+
+import gc
+import signal
+import time
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+DTYPES_TORCH = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def build_inputs(case: Any) -> Any:
+    """Return a seeded standard-normal NCHW input tensor for ``case`` on its device and dtype."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(case.input_shape, generator=generator)
+    return x.to(device=case.device, dtype=getattr(torch, DTYPES_TORCH[case.dtype]))
+
+
+def build_model(case: Any) -> Any:
+    """Return the case's model with seeded random weights, in eval mode, on its device and dtype."""
+    import torch
+
+    from harness.zoo import create_model
+
+    torch.manual_seed(0)
+    model = create_model(case.model, **dict(case.model_kwargs))
+    return model.eval().to(device=case.device, dtype=getattr(torch, DTYPES_TORCH[case.dtype]))
+
+
+def measure_case(case: Any, metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Build the case's model and inputs, take each metric in order, and return the merged values."""
+    import torch
+
+    from harness.errors import SkipCase
+    from harness.metrics import get_metric
+
+    if case.device == "cuda" and not torch.cuda.is_available():
+        raise SkipCase("no CUDA device on this machine")
+    model = build_model(case)
+    inputs = build_inputs(case)
+    values: dict[str, Any] = {}
+    for name, options in metrics.items():
+        module = get_metric(name)
+        values |= module.measure(model, inputs, case, module.Options.model_validate(options))
+    return values
+
+
+def execute_case(case_dict: dict[str, Any], metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Run one case; return ``{status: ok|failed|skipped, error, values, duration_s}`` (never raises)."""
+    import torch
+
+    from harness.case import Case
+    from harness.errors import SkipCase
+
+    start = time.perf_counter()
+    values: dict[str, Any] = {}
+    status, error = "ok", ""
+    default_threads = torch.get_num_threads()
+    try:
+        case = Case.from_dict(case_dict)
+        if case.threads:
+            torch.set_num_threads(case.threads)
+        values = measure_case(case, metrics)
+    except SkipCase as exc:
+        status, error = "skipped", str(exc)
+    except Exception as exc:
+        frames = traceback.format_exception(exc)
+        status, error = "failed", f"{type(exc).__name__}: {exc}\n" + "".join(frames[-12:])
+    finally:
+        torch.set_num_threads(default_threads)
+        gc.collect()
+    return {"status": status, "error": error, "values": values, "duration_s": time.perf_counter() - start}
+
+
+def worker_main(conn: Connection) -> None:
+    """Serve tasks from ``conn`` until it sends None or closes; Ctrl-C is left to the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import harness.zoo  # noqa: F401  (timm and the builders load before the first case's timeout starts)
+    from harness.env import capture
+    from harness.metrics import METRIC_MODULES, get_metric
+
+    for name in METRIC_MODULES:
+        get_metric(name)
+    conn.send({"env": capture()})
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        conn.send(execute_case(task["case"], task["metrics"]))

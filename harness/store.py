@@ -1,0 +1,159 @@
+"""The results store: a Parquet dataset of records, one file per finished case, written atomically.
+
+Layout under the results root::
+
+    results/<suite>/<run_id>/_run.json                 the run's manifest (environment, suite, start)
+    results/<suite>/<run_id>/<seq>-<case_id>.parquet   one record (one row) per finished case
+
+Each part file is written to a hidden temporary name in the same folder, flushed to disk and renamed,
+so a reader never sees half a file and a run that dies loses at most the case in flight. Hidden
+(``.``) and ``_`` files are skipped by pyarrow's dataset discovery, so ``pandas.read_parquet("results/")``
+reads exactly the records. Every part file of one harness version has the same schema.
+
+The store knows nothing of torch: the caller passes the column types.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+#: Columns every record has, whatever was measured.
+BASE_COLUMNS: dict[str, str] = {
+    "run_id": "string",
+    "suite": "string",
+    "case_id": "string",
+    "label": "string",
+    "status": "string",
+    "error": "string",
+    "timestamp_utc": "timestamp",
+    "duration_s": "float64",
+    "metrics_taken": "string",
+    "protocol_json": "string",
+    "published_json": "string",
+}
+
+STATUSES = ("ok", "failed", "skipped")
+
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+    "string": pa.string(),
+    "list<float64>": pa.list_(pa.float64()),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
+
+
+def arrow_schema(columns: dict[str, str]) -> pa.Schema:
+    """Return the pyarrow schema for ``{column: type name}`` (type names as in ARROW_TYPES)."""
+    return pa.schema([pa.field(name, ARROW_TYPES[kind]) for name, kind in columns.items()])
+
+
+def safe_name(text: str) -> str:
+    """Return ``text`` reduced to a file-name-safe form (letters, digits, '.', '_', '-')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "unnamed"
+
+
+def _write_atomically(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class ResultStore:
+    """A results directory: append records of a run, read everything back as a DataFrame."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def run_dir(self, suite: str, run_id: str) -> Path:
+        """Return the folder holding the part files of ``run_id`` of ``suite``."""
+        return self.root / safe_name(suite) / safe_name(run_id)
+
+    def write_manifest(self, suite: str, run_id: str, manifest: dict[str, Any]) -> Path:
+        """Write the run's manifest (``_run.json``) atomically and return its path."""
+        folder = self.run_dir(suite, run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "_run.json"
+        text = json.dumps(manifest, indent=2, sort_keys=True, default=str)
+        _write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        return path
+
+    def append(self, record: dict[str, Any], columns: dict[str, str]) -> Path:
+        """Write one record as its own Parquet part file (atomic) and return the file's path.
+
+        ``columns`` gives every column's type; columns the record lacks are written as nulls, keys
+        not in ``columns`` are an error (so no measurement is silently dropped).
+        """
+        unknown = set(record) - set(columns)
+        if unknown:
+            raise KeyError(f"record has columns without a declared type: {sorted(unknown)}")
+        folder = self.run_dir(record["suite"], record["run_id"])
+        folder.mkdir(parents=True, exist_ok=True)
+        seq = sum(1 for _ in folder.glob("*.parquet"))
+        path = folder / f"{seq:05d}-{safe_name(record['case_id'])}.parquet"
+        table = pa.Table.from_pylist([{k: record.get(k) for k in columns}], schema=arrow_schema(columns))
+        _write_atomically(path, lambda tmp: pq.write_table(table, tmp))
+        return path
+
+    def part_files(self) -> Iterator[Path]:
+        """Yield every record file under the root, in name order, skipping hidden and ``_`` files."""
+        if not self.root.exists():
+            return
+        for path in sorted(self.root.rglob("*.parquet")):
+            if not any(part.startswith((".", "_")) for part in path.relative_to(self.root).parts):
+                yield path
+
+    def read(self) -> pd.DataFrame:
+        """Return every record under the root as a DataFrame (union of columns; empty if none).
+
+        A part file that cannot be read (truncated, corrupt) is skipped with a warning naming it.
+        """
+        tables = []
+        for path in self.part_files():
+            try:
+                tables.append(pq.read_table(path))
+            except (pa.ArrowException, OSError) as exc:
+                warnings.warn(f"skipping unreadable result file {path}: {exc}", stacklevel=2)
+        if not tables:
+            return pd.DataFrame(columns=list(BASE_COLUMNS))
+        return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+
+    def ok_case_ids(self, suite: str) -> set[str]:
+        """Return the case_ids that already have an ``ok`` record for ``suite``."""
+        frame = self.read()
+        if frame.empty:
+            return set()
+        done = frame[(frame["suite"] == suite) & (frame["status"] == "ok")]
+        return set(done["case_id"])
+
+    def manifests(self) -> list[dict[str, Any]]:
+        """Return every run manifest under the root (unreadable ones skipped with a warning)."""
+        out = []
+        for path in sorted(self.root.glob("*/*/_run.json")) if self.root.exists() else []:
+            try:
+                out.append(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError) as exc:
+                warnings.warn(f"skipping unreadable run manifest {path}: {exc}", stacklevel=2)
+        return out
+
+
+def read_results(path: str | Path = "results") -> pd.DataFrame:
+    """Return every record stored under ``path`` as a pandas DataFrame, one row per case and run."""
+    return ResultStore(path).read()

@@ -1,0 +1,354 @@
+"""Suites: a YAML file -> a validated ``Suite`` -> its matrix expanded into frozen ``Case`` objects.
+
+A suite file has these top-level keys (all but ``matrix`` optional)::
+
+    name: smoke                 # default: the file's stem
+    description: free text
+    defaults: {device: cpu, dtype: fp32, resolution: 224, batch: 1}
+    matrix:                     # axes: the cartesian product of their values
+      model: [resnet18, mobilenetv2_100]
+      batch: [1, 8]
+    include: [{model: tiny_cnn, batch: 2}]       # extra cases (fields default from `defaults`)
+    exclude: [{model: resnet18, batch: [8]}]     # drop cases matching every key (a list = any of)
+    metrics: {complexity: {}, latency: {max_time_s: 2}}   # or a list of names
+    timeout_s: 900              # a case still running after this is killed and recorded as failed
+    published:                  # reference values shown beside what is measured
+      - match: {model: resnet18}
+        source: He et al. 2016, Table 1
+        convention: macs = multiply-accumulates
+        values: {params: 11.7e6, macs: 1.8e9}
+
+Every problem is reported as ``FILE:LINE: where: what was expected``; nothing runs when there is one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, create_model
+
+from harness.case import DEVICES, DTYPES, Case
+from harness.yaml_lines import LoadedYaml, YamlSyntaxError, load_yaml_with_lines
+
+PositiveInt = Annotated[int, Strict(), Field(gt=0)]
+
+#: The validation type of every Case field, i.e. of every matrix axis.
+AXIS_TYPES: dict[str, Any] = {
+    "model": Annotated[str, Strict(), Field(min_length=1)],
+    "resolution": PositiveInt,
+    "batch": PositiveInt,
+    "device": Literal[DEVICES],
+    "dtype": Literal[DTYPES],
+    "channels": PositiveInt,
+    "threads": PositiveInt,
+    "model_kwargs": dict[str, Any],
+}
+
+_FORBID = ConfigDict(extra="forbid")
+
+CaseSpec = create_model(  # one (possibly partial) case: defaults, include entries
+    "CaseSpec", __config__=_FORBID, **{k: (t | None, None) for k, t in AXIS_TYPES.items()}
+)
+Matrix = create_model(  # axis -> non-empty list of values
+    "Matrix", __config__=_FORBID, **{k: (list[t] | None, Field(None, min_length=1)) for k, t in AXIS_TYPES.items()}
+)
+CaseFilter = create_model(  # exclude / published match: axis -> value or list of values (any of)
+    "CaseFilter", __config__=_FORBID, **{k: (t | list[t] | None, None) for k, t in AXIS_TYPES.items()}
+)
+
+
+class Published(BaseModel):
+    """Published reference values for the cases that ``match``, with their source and convention."""
+
+    model_config = _FORBID
+    match: CaseFilter  # type: ignore[valid-type]
+    source: str = Field(min_length=1)
+    convention: str = ""
+    values: dict[str, float] = Field(min_length=1)
+
+
+class SuiteFile(BaseModel):
+    """The schema of a suite file, before model names and metric options are checked."""
+
+    model_config = _FORBID
+    name: str | None = None
+    description: str = ""
+    defaults: CaseSpec = Field(default_factory=CaseSpec)  # type: ignore[valid-type]
+    matrix: Matrix  # type: ignore[valid-type]
+    include: list[CaseSpec] = Field(default_factory=list)  # type: ignore[valid-type]
+    exclude: list[CaseFilter] = Field(default_factory=list)  # type: ignore[valid-type]
+    metrics: dict[str, dict[str, Any] | None] | list[str] = Field(default_factory=lambda: ["complexity"])
+    timeout_s: Annotated[float, Field(gt=0)] = 900.0
+    published: list[Published] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SuiteProblem:
+    """One thing wrong with a suite file, at a 1-based line."""
+
+    file: str
+    line: int
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.where}: " if self.where else ""
+        return f"{self.file}:{self.line}: {where}{self.message}"
+
+
+class SuiteError(Exception):
+    """A suite file failed validation; ``problems`` lists every problem found, each with its line."""
+
+    def __init__(self, problems: list[SuiteProblem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A validated suite: its cases, the metrics to take with their options, and published values."""
+
+    name: str
+    path: str
+    description: str
+    cases: tuple[Case, ...]
+    metrics: dict[str, BaseModel]
+    timeout_s: float
+    published: tuple[Published, ...]
+
+    def published_for(self, case: Case) -> list[dict[str, Any]]:
+        """Return the published entries matching ``case`` as ``{metric, value, source, convention}`` dicts."""
+        out = []
+        for entry in self.published:
+            if _matches(case.to_dict(), entry.match.model_dump(exclude_none=True)):
+                for metric, value in entry.values.items():
+                    out.append(
+                        {"metric": metric, "value": value, "source": entry.source, "convention": entry.convention}
+                    )
+        return out
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read, validate and expand the suite file at ``path``; raise SuiteError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SuiteError([SuiteProblem(str(path), 0, "", f"cannot read the file: {exc.strerror}")]) from None
+    return parse_suite(text, str(path), default_name=path.stem)
+
+
+def parse_suite(text: str, file: str = "<suite>", default_name: str = "suite") -> Suite:
+    """Validate suite YAML ``text`` (``file`` names it in messages) and return the expanded Suite."""
+    try:
+        loaded = load_yaml_with_lines(text)
+    except YamlSyntaxError as exc:
+        raise SuiteError([SuiteProblem(file, exc.line, "", f"invalid YAML: {exc.message}")]) from None
+    problems = [SuiteProblem(file, line, _dotted(p), msg) for line, p, msg in loaded.problems]
+    if not isinstance(loaded.data, dict):
+        got = "an empty file" if loaded.data is None else f"a {type(loaded.data).__name__}"
+        problems.append(SuiteProblem(file, 1, "", f"expected a mapping with at least a 'matrix' key, got {got}"))
+        raise SuiteError(problems)
+    try:
+        spec = SuiteFile.model_validate(loaded.data)
+    except ValidationError as exc:
+        problems += [_problem_from_pydantic(file, loaded, err) for err in exc.errors()]
+        raise SuiteError(problems) from None
+    metrics = _validate_metrics(spec, file, loaded, problems)
+    problems += _check_models(spec, file, loaded)
+    problems += _check_published(spec, file, loaded)
+    cases = expand(spec, loaded.data.get("matrix") or ()) if not problems else ()
+    if not problems and not cases:
+        problems.append(SuiteProblem(file, loaded.line_of(("matrix",)), "matrix", "expands to no cases"))
+    if not problems and not any(c.model for c in cases):
+        problems.append(SuiteProblem(file, 1, "matrix.model", "no model given"))
+    if problems:
+        raise SuiteError(sorted(problems, key=lambda p: p.line))
+    return Suite(
+        name=spec.name or default_name,
+        path=file,
+        description=spec.description,
+        cases=tuple(cases),
+        metrics=metrics,
+        timeout_s=spec.timeout_s,
+        published=tuple(spec.published),
+    )
+
+
+def expand(spec: SuiteFile, axis_order: Iterable[str] = ()) -> tuple[Case, ...]:
+    """Return the suite's cases: defaults × matrix product, minus excludes, plus includes, deduplicated.
+
+    The first axis in ``axis_order`` (the file's order) varies slowest; ``case_id`` duplicates are kept
+    once (first wins).
+    """
+    base = spec.defaults.model_dump(exclude_none=True)
+    axes = spec.matrix.model_dump(exclude_none=True)
+    axes = {k: axes[k] for k in axis_order if k in axes} | axes
+    rules = [r.model_dump(exclude_none=True) for r in spec.exclude]
+    points: list[dict[str, Any]] = []
+    for combo in itertools.product(*axes.values()):
+        point = base | dict(zip(axes, combo, strict=True))
+        if not any(_matches(point, rule) for rule in rules):
+            points.append(point)
+    points += [base | inc.model_dump(exclude_none=True) for inc in spec.include]
+    unique: dict[str, Case] = {}
+    for point in points:
+        if "model" in point:
+            case = Case.from_dict(point)
+            unique.setdefault(case.case_id, case)
+    return tuple(unique.values())
+
+
+def _matches(point: dict[str, Any], rule: dict[str, Any]) -> bool:
+    """Return True when every key of ``rule`` matches ``point`` (a list in the rule means any of)."""
+    for key, wanted in rule.items():
+        options = wanted if isinstance(wanted, list) else [wanted]
+        if point.get(key) not in options:
+            return False
+    return True
+
+
+def _validate_metrics(
+    spec: SuiteFile, file: str, loaded: LoadedYaml, problems: list[SuiteProblem]
+) -> dict[str, BaseModel]:
+    from harness.metrics import get_metric, metric_names
+
+    raw = spec.metrics
+    items = {name: {} for name in raw} if isinstance(raw, list) else {k: v or {} for k, v in raw.items()}
+    metrics: dict[str, BaseModel] = {}
+    for index, (name, options) in enumerate(items.items()):
+        key: Any = index if isinstance(raw, list) else name
+        if name not in metric_names():
+            problems.append(
+                SuiteProblem(
+                    file,
+                    loaded.line_of(("metrics", key)),
+                    f"metrics.{key}",
+                    f"unknown metric {name!r}{_suggest(name, metric_names())}; "
+                    f"expected one of: {', '.join(metric_names())}",
+                )
+            )
+            continue
+        try:
+            metrics[name] = get_metric(name).Options.model_validate(options)
+        except ValidationError as exc:
+            for err in exc.errors():
+                err = dict(err, loc=("metrics", key, *err["loc"]))
+                problems.append(_problem_from_pydantic(file, loaded, err))
+    if not items:
+        problems.append(SuiteProblem(file, loaded.line_of(("metrics",)), "metrics", "no metric to take"))
+    return metrics
+
+
+def _model_mentions(spec: SuiteFile) -> Iterable[tuple[tuple[Any, ...], str]]:
+    if spec.defaults.model:
+        yield ("defaults", "model"), spec.defaults.model
+    for i, name in enumerate(spec.matrix.model or []):
+        yield ("matrix", "model", i), name
+    for i, inc in enumerate(spec.include):
+        if inc.model:
+            yield ("include", i, "model"), inc.model
+
+
+def _check_models(spec: SuiteFile, file: str, loaded: LoadedYaml) -> list[SuiteProblem]:
+    from harness.zoo import is_known_model, list_models
+
+    problems = []
+    for path, name in _model_mentions(spec):
+        if not is_known_model(name):
+            known = [n for n, _ in list_models()]
+            problems.append(
+                SuiteProblem(
+                    file,
+                    loaded.line_of(path),
+                    _dotted(path),
+                    f"unknown model {name!r}{_suggest(name, known)}; "
+                    "expected a name from `harness list models`",
+                )
+            )
+    return problems
+
+
+def _check_published(spec: SuiteFile, file: str, loaded: LoadedYaml) -> list[SuiteProblem]:
+    from harness.metrics import metric_columns
+
+    columns = metric_columns()
+    problems = []
+    for i, entry in enumerate(spec.published):
+        for metric in entry.values:
+            if metric not in columns:
+                path = ("published", i, "values", metric)
+                problems.append(
+                    SuiteProblem(
+                        file,
+                        loaded.line_of(path),
+                        _dotted(path),
+                        f"unknown metric column {metric!r}{_suggest(metric, list(columns))}",
+                    )
+                )
+    return problems
+
+
+_EXPECTED = {
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "string_type": "expected a string",
+    "bool_type": "expected true or false",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "model_attributes_type": "expected a mapping",
+}
+
+
+def _problem_from_pydantic(file: str, loaded: LoadedYaml, err: Any) -> SuiteProblem:
+    loc = tuple(p for p in err["loc"] if not _is_union_branch(p))
+    kind = err["type"]
+    got = err.get("input")
+    if kind == "extra_forbidden":
+        parent = _allowed_keys(loc[:-1])
+        hint = f"; expected one of: {', '.join(parent)}" if parent else ""
+        message = f"unknown key {loc[-1]!r}{_suggest(str(loc[-1]), parent)}{hint}"
+    elif kind == "missing":
+        message = "required key is missing"
+    elif kind in _EXPECTED:
+        message = f"{_EXPECTED[kind]}, got {got!r}"
+    elif kind == "too_short":
+        message = "expected a non-empty list" if isinstance(got, list) else err["msg"]
+    else:
+        message = f"{err['msg']}, got {got!r}" if "input" in err and not isinstance(got, dict) else err["msg"]
+    return SuiteProblem(file, loaded.line_of(loc), _dotted(loc), message)
+
+
+def _is_union_branch(part: Any) -> bool:
+    """pydantic adds union branch names ('list[int]', 'function-after[...]', …) to error locations."""
+    return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool"})
+
+
+def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
+    if not parent:
+        return list(SuiteFile.model_fields)
+    if parent[0] in {"defaults", "matrix", "include", "exclude"} or parent[-1:] == ("match",):
+        return list(AXIS_TYPES)
+    if parent[0] == "published":
+        return list(Published.model_fields)
+    return []
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

@@ -1,0 +1,96 @@
+"""Model registry: name -> builder, with timm as the fallback for every name not registered here.
+
+Modelled on timm's ``register_model`` / ``create_model``: a builder is a function returning an
+``nn.Module``; registering it under a name makes it usable in suites, ``harness list`` and the CLI.
+Names that are not registered resolve through ``timm.create_model(name, pretrained=False)``, so no
+weights are ever downloaded by building a model.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import UnknownModelError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+Builder = Callable[..., "nn.Module"]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: its builder, where it comes from, and the paper it follows."""
+
+    name: str
+    builder: Builder
+    origin: str
+    source: str = ""
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    name: str | None = None, *, origin: str = "harness", source: str = ""
+) -> Callable[[Builder], Builder]:
+    """Return a decorator that registers a builder under ``name`` (default: the function's name).
+
+    ``origin`` says who implements it (``harness``, ``torchvision``, ``testing``); ``source`` cites the
+    paper and table the builder follows. Registering a name twice raises ``ValueError``.
+    """
+
+    def decorator(builder: Builder) -> Builder:
+        key = name or builder.__name__
+        if key in _REGISTRY:
+            raise ValueError(f"model {key!r} is already registered")
+        _REGISTRY[key] = ModelEntry(key, builder, origin, source)
+        return builder
+
+    return decorator
+
+
+def _ensure_loaded() -> None:
+    """Import the zoo modules whose import registers their builders."""
+    import harness.zoo  # noqa: F401  (registers builders on import)
+
+
+def _timm_names(pattern: str = "*") -> list[str]:
+    import timm
+
+    return list(timm.list_models(pattern))
+
+
+def get_entry(name: str) -> ModelEntry | None:
+    """Return the registry entry for ``name``, or None when it is not registered (timm may know it)."""
+    _ensure_loaded()
+    return _REGISTRY.get(name)
+
+
+def is_known_model(name: str) -> bool:
+    """Return True when ``name`` is registered here or is a timm architecture."""
+    return get_entry(name) is not None or name in set(_timm_names())
+
+
+def list_models(pattern: str = "*") -> list[tuple[str, str]]:
+    """Return sorted ``(name, origin)`` pairs matching the fnmatch ``pattern``; origin ``timm`` for timm's."""
+    _ensure_loaded()
+    found = {n: e.origin for n, e in _REGISTRY.items() if fnmatch.fnmatchcase(n, pattern)}
+    for n in _timm_names(pattern):
+        found.setdefault(n, "timm")
+    return sorted(found.items())
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build the model ``name`` with random weights; raise UnknownModelError for an unknown name."""
+    entry = get_entry(name)
+    if entry is not None:
+        return entry.builder(**kwargs)
+    if name not in set(_timm_names()):
+        raise UnknownModelError(f"unknown model {name!r}: not registered in harness.zoo and not a timm model")
+    import timm
+
+    return timm.create_model(name, pretrained=False, **kwargs)

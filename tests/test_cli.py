@@ -1,0 +1,70 @@
+"""The `harness` command: help, validate, list, env, run + report through the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from harness.cli import build_parser, main
+
+COMMANDS = ["run", "validate", "report", "list", "env"]
+
+
+@pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])
+def test_help_explains_every_command(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args([*command, "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage: harness" in text
+    if not command:
+        assert all(c in text for c in COMMANDS) and "exit status" in text
+
+
+def test_validate_reports_problems_on_stderr_with_exit_2(write_suite):
+    path = write_suite("matrix:\n  model: [resnet18]\n  batch: [one]\n")
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "validate", str(path)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2
+    assert f"{path}:3: matrix.batch[0]: expected an integer, got 'one'" in proc.stderr
+
+
+def test_validate_accepts_the_shipped_suites(capsys):
+    import glob
+
+    assert main(["validate", *sorted(glob.glob("suites/*.yaml"))]) == 0
+    assert "smoke.yaml: ok" in capsys.readouterr().out
+
+
+def test_list_models_includes_zoo_and_timm(capsys):
+    assert main(["list", "models", "*tiny_cnn*"]) == 0
+    assert "tiny_cnn\ttesting" in capsys.readouterr().out
+    assert main(["list", "models", "resnet1?"]) == 0
+    assert "resnet18\ttimm" in capsys.readouterr().out
+    assert main(["list", "models", "no-such-model*"]) == 2
+
+
+def test_env_json_has_the_recorded_keys(capsys):
+    assert main(["env", "--json"]) == 0
+    env = json.loads(capsys.readouterr().out)
+    assert {"env_torch", "env_python", "env_cpu", "env_hostname", "env_git_sha"} <= set(env)
+
+
+def test_run_then_report_through_the_cli(write_suite, tmp_path, capsys):
+    path = write_suite("name: cli\nmatrix:\n  model: [tiny_cnn]\n  resolution: [32]\nmetrics:\n"
+                       "  latency: {min_repeats: 3, min_time_s: 0.05, max_time_s: 0.3}\n")
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    assert main(["run", str(path), "--results", str(results), "--report", str(reports), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "cli: 1 ok" in out and (reports / "index.html").exists()
+    assert "tiny_cnn" in (reports / "index.html").read_text()
+    assert main(["run", str(path), "--results", str(results), "--resume", "--no-progress"]) == 0
+    assert "1 already ok (resume)" in capsys.readouterr().out
+
+
+def test_report_without_results_is_a_clear_error(tmp_path, capsys):
+    assert main(["report", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "r")]) == 2
+    assert "no results directory" in capsys.readouterr().err

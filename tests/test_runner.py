@@ -1,0 +1,74 @@
+"""Running suites in worker processes: crash isolation, timeouts, skips, resume after interruption."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.runner import run_suite
+from harness.store import ResultStore
+from harness.suite import load_suite
+
+FAST_LATENCY = (
+    "metrics:\n  latency: {warmup_min: 1, warmup_max_s: 0.2, min_repeats: 3, min_time_s: 0.05, max_time_s: 0.3}\n"
+)
+
+
+def _run(suite, results, **kwargs):
+    return run_suite(suite, results, show_progress=False, **kwargs)
+
+
+def test_failing_and_crashing_models_are_recorded_while_others_complete(write_suite, tmp_path):
+    suite = load_suite(write_suite(
+        "matrix:\n  model: [tiny_cnn, fault_raise, fault_abort, fault_build, tiny_cnn]\n"
+        "  resolution: [32]\ninclude: [{model: tiny_cnn, resolution: 48}]\n" + FAST_LATENCY
+    ))
+    summary = _run(suite, tmp_path)
+    frame = ResultStore(tmp_path).read().set_index("model")
+    assert summary.counts == {"ok": 2, "failed": 3}
+    assert frame.loc["fault_raise", "status"] == "failed"
+    assert frame.loc["fault_raise", "error"].startswith("RuntimeError: fault_raise")
+    assert "killed by signal SIGABRT" in frame.loc["fault_abort", "error"]
+    assert frame.loc["fault_build", "error"].startswith("ValueError: fault_build")
+    ok = frame.loc["tiny_cnn"]
+    assert (ok["status"] == "ok").all() and (ok["latency_ms_median"] > 0).all()
+    assert ok["env_torch"].iloc[0] == torch.__version__
+
+
+def test_a_hanging_case_times_out_and_the_run_goes_on(write_suite, tmp_path):
+    suite = load_suite(write_suite(
+        "timeout_s: 4\nmatrix:\n  model: [fault_hang, tiny_cnn]\n  resolution: [32]\n" + FAST_LATENCY
+    ))
+    summary = _run(suite, tmp_path)
+    frame = ResultStore(tmp_path).read().set_index("model")
+    assert summary.counts == {"failed": 1, "ok": 1}
+    assert frame.loc["fault_hang", "error"].startswith("Timeout: the case ran longer than 4 s")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the skip on machines without CUDA")
+def test_cuda_case_without_a_gpu_is_skipped_with_the_reason(write_suite, tmp_path):
+    suite = load_suite(write_suite("matrix:\n  model: [tiny_cnn]\n  device: [cuda]\n" + FAST_LATENCY))
+    summary = _run(suite, tmp_path)
+    assert summary.counts == {"skipped": 1}
+    assert ResultStore(tmp_path).read().iloc[0]["error"] == "no CUDA device on this machine"
+
+
+def test_resume_after_interruption_runs_only_the_missing_cases(write_suite, tmp_path):
+    suite = load_suite(write_suite("matrix:\n  model: [tiny_cnn]\n  resolution: [16, 24, 32, 40, 48]\n"
+                                   + FAST_LATENCY))
+    seen = []
+
+    def interrupt_after_two(record):
+        seen.append(record["case_id"])
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    first = _run(suite, tmp_path, on_record=interrupt_after_two)
+    assert first.interrupted and first.counts == {"ok": 2}
+    second_seen = []
+    second = _run(suite, tmp_path, resume=True, on_record=lambda r: second_seen.append(r["case_id"]))
+    assert second.skipped_by_resume == 2 and second.counts == {"ok": 3}
+    assert set(second_seen).isdisjoint(seen)
+    frame = ResultStore(tmp_path).read()
+    assert sorted(frame["case_id"]) == sorted(c.case_id for c in suite.cases)  # exactly one record per case
+    assert _run(suite, tmp_path, resume=True).counts == {}
