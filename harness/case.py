@@ -16,6 +16,10 @@ from typing import Any
 
 DEVICES = ("cpu", "cuda")
 DTYPES = ("fp32", "fp16", "bf16")
+PRECISION_MODES = ("convert", "autocast")
+QUANT = ("none", "int8")
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
+MODES = ("inference", "train")
 
 
 @dataclass(frozen=True)
@@ -23,7 +27,11 @@ class Case:
     """One measurement: a model at an input shape on a device, in a dtype.
 
     Fields are the suite's matrix axes. ``resolution`` is the square input side in pixels; ``batch``
-    the number of images per forward pass; ``channels`` the input channels.
+    the number of images per forward pass; ``channels`` the input channels. ``precision`` says how a
+    fp16/bf16 ``dtype`` is applied: ``convert`` (model and input converted) or ``autocast`` (fp32
+    weights, ops under torch.autocast). ``quant`` ``int8``: post-training static quantization (CPU).
+    ``channels_last``: model and input in NHWC memory format. ``compile``: a torch.compile mode or
+    ``none``. ``mode``: ``inference`` (forward under inference_mode) or ``train`` (a training step).
     """
 
     model: str
@@ -34,6 +42,11 @@ class Case:
     channels: int = 3
     threads: int | None = None
     model_kwargs: tuple[tuple[str, Any], ...] = field(default=())
+    precision: str = "convert"
+    quant: str = "none"
+    channels_last: bool = False
+    compile: str = "none"
+    mode: str = "inference"
 
     @property
     def case_id(self) -> str:
@@ -58,6 +71,14 @@ class Case:
     def label(self) -> str:
         """Return a short human-readable name, e.g. ``resnet18 b8 224px cpu fp32``."""
         text = f"{self.model} b{self.batch} {self.resolution}px {self.device} {self.dtype}"
+        extras = {
+            "autocast": self.precision == "autocast",
+            self.quant: self.quant != "none",
+            "channels_last": self.channels_last,
+            f"compile={self.compile}": self.compile != "none",
+            self.mode: self.mode != "inference",
+        }
+        text += "".join(f" {name}" for name, shown in extras.items() if shown)
         if self.model_kwargs:
             text += " " + ",".join(f"{k}={v}" for k, v in self.model_kwargs)
         return text
@@ -102,4 +123,9 @@ CASE_COLUMNS: dict[str, str] = {
     "channels": "int64",
     "threads": "int64",
     "model_kwargs": "string",
+    "precision": "string",
+    "quant": "string",
+    "channels_last": "bool",
+    "compile": "string",
+    "mode": "string",
 }

@@ -23,6 +23,7 @@ Every problem is reported as ``FILE:LINE: where: what was expected``; nothing ru
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 from collections.abc import Iterable
@@ -32,7 +33,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, create_model
 
-from harness.case import DEVICES, DTYPES, Case
+from harness.case import COMPILE_MODES, DEVICES, DTYPES, MODES, PRECISION_MODES, QUANT, Case
+from harness.errors import HarnessError
 from harness.yaml_lines import LoadedYaml, YamlSyntaxError, load_yaml_with_lines
 
 PositiveInt = Annotated[int, Strict(), Field(gt=0)]
@@ -47,6 +49,11 @@ AXIS_TYPES: dict[str, Any] = {
     "channels": PositiveInt,
     "threads": PositiveInt,
     "model_kwargs": dict[str, Any],
+    "precision": Literal[PRECISION_MODES],
+    "quant": Literal[QUANT],
+    "channels_last": Annotated[bool, Strict()],
+    "compile": Literal[COMPILE_MODES],
+    "mode": Literal[MODES],
 }
 
 _FORBID = ConfigDict(extra="forbid")
@@ -120,6 +127,15 @@ class Suite:
     metrics: dict[str, BaseModel]
     timeout_s: float
     published: tuple[Published, ...]
+
+    def with_metrics(self, names: Iterable[str]) -> Suite:
+        """Return this suite taking only the metric families ``names`` (each must be in the suite)."""
+        names = list(names)
+        missing = [n for n in names if n not in self.metrics]
+        if missing:
+            raise HarnessError(f"{self.path}: takes no metric {', '.join(map(repr, missing))}; "
+                               f"it takes: {', '.join(self.metrics)}")
+        return dataclasses.replace(self, metrics={n: self.metrics[n] for n in names})
 
     def published_for(self, case: Case) -> list[dict[str, Any]]:
         """Return the published entries matching ``case`` as ``{metric, value, source, convention}`` dicts."""

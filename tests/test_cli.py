@@ -68,3 +68,52 @@ def test_run_then_report_through_the_cli(write_suite, tmp_path, capsys):
 def test_report_without_results_is_a_clear_error(tmp_path, capsys):
     assert main(["report", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "r")]) == 2
     assert "no results directory" in capsys.readouterr().err
+
+
+def test_profile_json_has_exact_counts_of_a_small_model(capsys):
+    assert main(["profile", "tiny_cnn", "--input", "1x3x32x32", "--json"]) == 0
+    prof = json.loads(capsys.readouterr().out)
+    # conv 3->8, 3x3, 32x32 output: 8*32*32*27 MACs; fc 8->10: 80 MACs
+    assert prof["macs"] == 8 * 32 * 32 * 27 + 80
+    assert prof["params"] == 3 * 8 * 9 + 2 * 8 + 8 * 10 + 10
+    assert {"params", "macs", "flops", "mac_bytes", "coverage"} <= set(prof) and prof["coverage"] == 1.0
+    assert sum(row["macs"] for row in prof["breakdown"]) == prof["macs"]
+
+
+def test_profile_table_by_op_and_bad_arguments(capsys):
+    assert main(["profile", "tiny_cnn", "--input", "2x3x16x16", "--by", "op"]) == 0
+    out = capsys.readouterr().out
+    assert "aten.convolution" in out and "coverage 100.0%" in out
+    assert main(["profile", "no_such_model"]) == 2
+    with pytest.raises(SystemExit) as info:
+        main(["profile", "tiny_cnn", "--input", "3x224"])
+    assert info.value.code == 2
+
+
+def test_run_can_take_only_some_of_the_suite_metrics(write_suite, tmp_path, capsys):
+    path = write_suite("matrix: {model: [tiny_cnn], resolution: [32]}\nmetrics: [complexity, latency]\n")
+    assert main(["run", str(path), "--results", str(tmp_path), "--metrics", "nope", "--no-progress"]) == 2
+    assert "takes no metric 'nope'" in capsys.readouterr().err
+    assert main(["run", str(path), "--results", str(tmp_path), "--metrics", "complexity", "--no-progress"]) == 0
+    from harness.store import read_results
+
+    row = read_results(tmp_path).iloc[0]
+    assert row["macs"] == 8 * 32 * 32 * 27 + 80 and row["metrics_taken"] == "complexity"
+    assert row["latency_ms_median"] != row["latency_ms_median"]  # NaN: latency was not taken
+
+
+def test_bench_json_has_latency_throughput_and_samples(capsys):
+    args = ["bench", "tiny_cnn", "--input", "3x16x16", "--batch", "2", "--min-time", "0.05", "--max-time", "0.3",
+            "--json"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"latency_ms_median", "latency_ms_iqr", "throughput", "samples"} <= set(result)
+    assert result["throughput"] == pytest.approx(2 / (result["latency_ms_median"] / 1e3))
+    assert len(result["samples"]) == result["latency_repeats"] and result["batch"] == 2
+
+
+def test_bench_reports_a_case_that_cannot_run(capsys):
+    assert main(["bench", "tiny_cnn", "--precision", "autocast"]) == 1
+    assert "skipped: precision autocast needs dtype fp16 or bf16" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "tiny_cnn", "--input", "2x3x16x16"])

@@ -62,3 +62,12 @@ def test_latest_record_per_case_wins_and_ok_beats_failed(tmp_path):
 def test_report_of_an_empty_store_says_how_to_get_results(tmp_path):
     html = render_report(tmp_path / "results", tmp_path / "reports").read_text()
     assert "No results yet" in html
+
+
+def test_protocol_columns_appear_only_when_rows_differ(tmp_path):
+    store = _store(tmp_path, [make_record(Case("tiny_cnn")), make_record(Case("resnet18"))])
+    (table,) = suite_tables(store.read())
+    assert "Quant" not in table.headers and "Channels last" not in table.headers
+    store.append(make_record(Case("resnet18", quant="int8", channels_last=True), run_id="run-b"), COLUMNS)
+    (table,) = suite_tables(store.read())
+    assert "Quant" in table.headers and "Channels last" in table.headers and "Compile" not in table.headers

@@ -17,8 +17,11 @@ import importlib
 from types import ModuleType
 
 METRIC_MODULES: dict[str, str] = {
+    "accuracy": "harness.metrics.accuracy",
     "complexity": "harness.metrics.complexity",
+    "energy": "harness.metrics.energy",
     "latency": "harness.metrics.latency",
+    "memory": "harness.metrics.memory",
 }
 
 

@@ -943,16 +943,22 @@ def _method(forward: ComplexityCount, train: ComplexityCount | None) -> str:
     return f"{forward.method}; train {train.method}"
 
 
+def param_counts(model: nn.Module) -> dict[str, int]:
+    """Return ``{"params": all parameters, "params_trainable": those requiring grad}`` (element counts)."""
+    params = list(model.parameters())
+    return {"params": sum(p.numel() for p in params),
+            "params_trainable": sum(p.numel() for p in params if p.requires_grad)}
+
+
 def measure(model: nn.Module, inputs: Any, case: Case, options: Options) -> dict[str, Any]:
     """Return the complexity columns of ``model(inputs)`` for ``case`` (see :data:`COLUMNS`): counts
     of parameters, MACs, FLOPs and activations, memory access cost in bytes at ``case.dtype``."""
     dtype_bytes = DTYPE_BYTES[case.dtype]
+    model = getattr(model, "_orig_mod", model)  # count what torch.compile wraps, not its compiled graph
     forward = count(model, inputs, dtype_bytes=dtype_bytes)
     train = count(model, inputs, dtype_bytes=dtype_bytes, training=True) if options.training else None
-    params = list(model.parameters())
     return {
-        "params": sum(p.numel() for p in params),
-        "params_trainable": sum(p.numel() for p in params if p.requires_grad),
+        **param_counts(model),
         "macs": forward.total.macs,
         "flops": forward.total.flops,
         "mac_bytes": forward.total.mac_bytes,

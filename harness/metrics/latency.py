@@ -1,4 +1,5 @@
-"""Latency and throughput of one forward pass per batch, with warm-up, adaptive repeats and spread.
+"""Latency and throughput of a forward pass (or a training step) per batch, with warm-up, adaptive
+repeats and spread.
 
 Protocol (recorded with every result):
 
@@ -6,12 +7,18 @@ Protocol (recorded with every result):
    ``warmup_tolerance`` of their median, or ``warmup_max_s`` is spent. Warm-up calls are never samples.
 2. **Blocking**: when one call is shorter than ``block_min_ms``, a sample times a block of k calls and
    is divided by k (as torch.utils.benchmark's blocked_autorange), so clock resolution and call
-   overhead do not dominate.
+   overhead do not dominate. Training steps are never blocked.
 3. **Adaptive repeats**: samples are taken until, with at least ``min_repeats`` samples and
    ``min_time_s`` of measuring, the 95% confidence interval of the median is within ±``target_rel_ci``,
    or until ``max_time_s`` / ``max_repeats`` is reached.
-4. **Clock**: ``time.perf_counter_ns`` on CPU; on CUDA, the device is synchronised and CUDA events
-   bracket each sample.
+4. **Clock**: ``time.perf_counter_ns`` on CPU. On CUDA the device is synchronised and CUDA events
+   bracket each sample; with ``cuda_graph`` the forward is captured once and replayed;
+   ``torch.backends.cudnn.benchmark`` is set from ``cudnn_benchmark``; the GPU's clocks, temperature,
+   power and P-state are read through NVML before and after the samples.
+5. **Inference** runs under ``torch.inference_mode``. A **training step** (case mode ``train``) is
+   forward + cross-entropy loss against fixed random labels (or the mean of a non-logit output),
+   backward, SGD step (lr 0.01, momentum 0.9), each phase timed separately.
+6. The timer's own overhead is measured on an empty region (median of ``timer_overhead_samples``).
 
 ``latency_ms_*`` are milliseconds per batch; ``throughput_samples_per_s`` = batch / median seconds;
 ``latency_noisy`` is true when IQR / median exceeds ``noisy_threshold``.
@@ -19,12 +26,15 @@ Protocol (recorded with every result):
 
 from __future__ import annotations
 
+import itertools
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.case import Case
@@ -47,6 +57,9 @@ class Options(BaseModel):
     target_rel_ci: float = Field(0.02, gt=0)
     block_min_ms: float = Field(1.0, ge=0)
     noisy_threshold: float = Field(0.1, gt=0)
+    cuda_graph: bool = False
+    cudnn_benchmark: bool = True
+    timer_overhead_samples: int = Field(200, ge=1)
 
 
 COLUMNS: dict[str, str] = {
@@ -60,14 +73,26 @@ COLUMNS: dict[str, str] = {
     "latency_ms_ci_low": "float64",
     "latency_ms_ci_high": "float64",
     "latency_ms_samples": "list<float64>",
+    "latency_ms_forward_median": "float64",
+    "latency_ms_backward_median": "float64",
+    "latency_ms_optimizer_median": "float64",
     "latency_repeats": "int64",
     "latency_warmup_iters": "int64",
     "latency_block": "int64",
     "latency_window_s": "float64",
     "latency_timer": "string",
+    "latency_timer_overhead_ms": "float64",
+    "latency_threads": "int64",
+    "latency_interop_threads": "int64",
+    "latency_cudnn_benchmark": "bool",
+    "latency_cuda_graph": "bool",
+    "latency_gpu_state_start": "string",
+    "latency_gpu_state_end": "string",
     "latency_noisy": "bool",
     "throughput_samples_per_s": "float64",
 }
+
+Timer = Callable[[Callable[[], Any], int], float]
 
 
 def cpu_time_ms(fn: Callable[[], Any], calls: int) -> float:
@@ -90,10 +115,35 @@ def cuda_time_ms(fn: Callable[[], Any], calls: int) -> float:
     return float(begin.elapsed_time(end))
 
 
-TIMERS: dict[str, Callable[[Callable[[], Any], int], float]] = {"cpu": cpu_time_ms, "cuda": cuda_time_ms}
+TIMERS: dict[str, tuple[Timer, str]] = {"cpu": (cpu_time_ms, "perf_counter_ns"), "cuda": (cuda_time_ms, "cuda-event")}
 
 
-def warm_up(fn: Callable[[], Any], timer: Callable[[Callable[[], Any], int], float], opts: Options) -> list[float]:
+class PhaseClock:
+    """Marks points in time within one sample (CUDA events or perf_counter_ns); returns phase lengths."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device == "cuda"
+        self.points: list[Any] = []
+
+    def mark(self) -> None:
+        """Record the current point in time (on CUDA: an event on the current stream)."""
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.points.append(event)
+        else:
+            self.points.append(time.perf_counter_ns())
+
+    def phases_ms(self) -> list[float]:
+        """Return the milliseconds between consecutive marks, then forget them."""
+        points, self.points = self.points, []
+        if self.cuda:
+            points[-1].synchronize()
+            return [float(a.elapsed_time(b)) for a, b in itertools.pairwise(points)]
+        return [(b - a) / 1e6 for a, b in itertools.pairwise(points)]
+
+
+def warm_up(fn: Callable[[], Any], timer: Timer, opts: Options) -> list[float]:
     """Call ``fn`` until warm (see module doc) and return the warm-up call times in milliseconds."""
     times: list[float] = []
     deadline = time.perf_counter() + opts.warmup_max_s
@@ -108,48 +158,136 @@ def warm_up(fn: Callable[[], Any], timer: Callable[[Callable[[], Any], int], flo
     return times
 
 
-def time_samples(fn: Callable[[], Any], timer_name: str, opts: Options) -> dict[str, Any]:
-    """Warm up, then take adaptive samples of ``fn``; return raw per-call samples (ms) and the protocol."""
-    timer = TIMERS[timer_name]
-    warm = warm_up(fn, timer, opts)
-    per_call_ms = max(float(np.median(warm[-3:])), 1e-6)
-    block = max(1, int(np.ceil(opts.block_min_ms / per_call_ms)))
+def adaptive_samples(sample: Callable[[], float], opts: Options) -> tuple[list[float], float]:
+    """Call ``sample`` (returns ms) until the stopping rule of the module doc; return samples and seconds."""
     samples: list[float] = []
     window_start = time.perf_counter()
     while True:
-        samples.append(timer(fn, block) / block)
+        samples.append(sample())
         elapsed = time.perf_counter() - window_start
         enough = len(samples) >= opts.min_repeats and elapsed >= opts.min_time_s
         if enough and relative_ci_half_width(samples) <= opts.target_rel_ci:
             break
         if (elapsed >= opts.max_time_s and len(samples) >= 2) or len(samples) >= opts.max_repeats:
             break
-    return {
-        "samples_ms": samples,
-        "warmup_iters": len(warm),
-        "block": block,
-        "window_s": time.perf_counter() - window_start,
-    }
+    return samples, time.perf_counter() - window_start
 
 
-def measure(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: Options) -> dict[str, Any]:
-    """Return latency statistics (ms per batch), raw samples, throughput (samples/s) and the protocol."""
-    timer_name = "cuda" if case.device == "cuda" else "cpu"
+def time_samples(fn: Callable[[], Any], timer_name: str, opts: Options) -> dict[str, Any]:
+    """Warm up, then take adaptive samples of ``fn``; return raw per-call samples (ms) and the protocol."""
+    timer = TIMERS[timer_name][0]
+    warm = warm_up(fn, timer, opts)
+    per_call_ms = max(float(np.median(warm[-3:])), 1e-6)
+    block = max(1, int(np.ceil(opts.block_min_ms / per_call_ms)))
+    samples, window_s = adaptive_samples(lambda: timer(fn, block) / block, opts)
+    return {"samples_ms": samples, "warmup_iters": len(warm), "block": block, "window_s": window_s}
+
+
+def timer_overhead_ms(timer_name: str, samples: int) -> float:
+    """Return the median milliseconds the timer reports for an empty region (its own overhead)."""
+    timer = TIMERS[timer_name][0]
+    return float(np.median([timer(lambda: None, 1) for _ in range(samples)]))
+
+
+def inference_fn(model: torch.nn.Module, inputs: torch.Tensor, case: Case, opts: Options) -> Callable[[], Any]:
+    """Return the function timed for inference: a forward under inference_mode, or a CUDA-graph replay."""
+    if case.device == "cuda" and opts.cuda_graph:
+        with torch.inference_mode():
+            static = inputs.clone()
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(3):
+                    model(static)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                model(static)
+        return graph.replay
 
     def forward() -> None:
         with torch.inference_mode():
             model(inputs)
 
-    timed = time_samples(forward, timer_name, options)
+    return forward
+
+
+def _loss(output: Any, labels: torch.Tensor) -> torch.Tensor:
+    if isinstance(output, torch.Tensor) and output.dim() == 2:
+        return F.cross_entropy(output.float(), labels % output.shape[1])
+    leaves = [t for t in torch.utils._pytree.tree_leaves(output) if isinstance(t, torch.Tensor)]
+    return sum(t.float().mean() for t in leaves)
+
+
+def time_training(model: torch.nn.Module, inputs: torch.Tensor, case: Case, opts: Options) -> dict[str, Any]:
+    """Time training steps (forward+loss, backward, optimizer step); return step samples and phase medians."""
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    labels = torch.randint(0, 1000, (case.batch,), generator=torch.Generator().manual_seed(0)).to(case.device)
+    clock = PhaseClock(case.device)
+    phases: list[list[float]] = []
+
+    def step() -> float:
+        clock.mark()
+        loss = _loss(model(inputs), labels)
+        clock.mark()
+        loss.backward()
+        clock.mark()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        clock.mark()
+        phases.append(clock.phases_ms())
+        return sum(phases[-1])
+
+    try:
+        warm = warm_up(step, lambda fn, _calls: fn(), opts)
+        phases.clear()
+        samples, window_s = adaptive_samples(step, opts)
+    finally:
+        model.eval()
+    forward, backward, opt_step = np.median(np.asarray(phases), axis=0)
+    return {"samples_ms": samples, "warmup_iters": len(warm), "block": 1, "window_s": window_s,
+            "phases": {"latency_ms_forward_median": float(forward), "latency_ms_backward_median": float(backward),
+                       "latency_ms_optimizer_median": float(opt_step)}}
+
+
+def gpu_state_json(case: Case) -> str | None:
+    """Return the GPU's clocks (MHz), temperature (°C), power (W) and P-state as JSON; None off CUDA or NVML."""
+    from harness.nvml import cuda_device_uuid, gpu_state, handle_for_uuid, nvml_available, nvml_session
+
+    if case.device != "cuda" or not nvml_available()[0]:
+        return None
+    with nvml_session():
+        return json.dumps(gpu_state(handle_for_uuid(cuda_device_uuid(torch.cuda.current_device()))))
+
+
+def measure(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: Options) -> dict[str, Any]:
+    """Return latency statistics (ms per batch), raw samples, throughput (samples/s) and the protocol."""
+    timer_name = "cuda" if case.device == "cuda" else "cpu"
+    if case.device == "cuda":
+        torch.backends.cudnn.benchmark = options.cudnn_benchmark
+    state_start = gpu_state_json(case)
+    if case.mode == "train":
+        timed = time_training(model, inputs, case, options)
+    else:
+        timed = time_samples(inference_fn(model, inputs, case, options), timer_name, options)
     stats = summarize(timed["samples_ms"])
     out: dict[str, Any] = {f"latency_ms_{k}": v for k, v in stats.items() if k != "n"}
+    out |= timed.get("phases", {})
     out |= {
         "latency_ms_samples": timed["samples_ms"],
         "latency_repeats": len(timed["samples_ms"]),
         "latency_warmup_iters": timed["warmup_iters"],
         "latency_block": timed["block"],
         "latency_window_s": timed["window_s"],
-        "latency_timer": "cuda-event" if timer_name == "cuda" else "perf_counter_ns",
+        "latency_timer": TIMERS[timer_name][1],
+        "latency_timer_overhead_ms": timer_overhead_ms(timer_name, options.timer_overhead_samples),
+        "latency_threads": torch.get_num_threads(),
+        "latency_interop_threads": torch.get_num_interop_threads(),
+        "latency_cudnn_benchmark": options.cudnn_benchmark if case.device == "cuda" else None,
+        "latency_cuda_graph": options.cuda_graph if case.device == "cuda" else None,
+        "latency_gpu_state_start": state_start,
+        "latency_gpu_state_end": gpu_state_json(case),
         "latency_noisy": stats["iqr"] / stats["median"] > options.noisy_threshold,
         "throughput_samples_per_s": case.batch / (stats["median"] / 1e3),
     }

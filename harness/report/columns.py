@@ -42,3 +42,15 @@ CASE_HEADERS: tuple[tuple[str, str], ...] = (
     ("device", "Device"),
     ("dtype", "Dtype"),
 )
+
+#: Protocol fields shown only in suites where some row differs from the default (so rows measured under
+#: different protocols are never silently side by side): column, header, default value.
+PROTOCOL_HEADERS: tuple[tuple[str, str, object], ...] = (
+    ("precision", "Precision", "convert"),
+    ("quant", "Quant", "none"),
+    ("channels_last", "Channels last", False),
+    ("compile", "Compile", "none"),
+    ("mode", "Mode", "inference"),
+    ("threads", "Threads", None),
+    ("model_kwargs", "Model kwargs", "{}"),
+)

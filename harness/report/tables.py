@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.report.columns import CASE_HEADERS, DISPLAYS, Display
+from harness.report.columns import CASE_HEADERS, DISPLAYS, PROTOCOL_HEADERS, Display
 
 
 @dataclass
@@ -77,6 +77,11 @@ def _metric_cells(record: pd.Series, d: Display, best: dict[str, float], publish
     return cells
 
 
+def _differs(value: Any, default: Any) -> bool:
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    return not missing and value != default
+
+
 def suite_table(records: pd.DataFrame) -> SuiteTable:
     """Return the comparison table of one suite's latest records: a row per case, best per column bold.
 
@@ -86,7 +91,11 @@ def suite_table(records: pd.DataFrame) -> SuiteTable:
     shown = _shown_metrics(records)
     best = _best_values(records, shown)
     published_cols = {m for _, r in records.iterrows() for m in _published(r)}
-    headers = [h for _, h in CASE_HEADERS] + ["Status"]
+    identity = list(CASE_HEADERS) + [
+        (col, header) for col, header, default in PROTOCOL_HEADERS
+        if col in records and any(_differs(v, default) for v in records[col])
+    ]
+    headers = [h for _, h in identity] + ["Status"]
     for d in shown:
         headers.append(d.header)
         if d.column in published_cols:
@@ -94,7 +103,7 @@ def suite_table(records: pd.DataFrame) -> SuiteTable:
     rows = []
     problems = []
     for _, record in records.iterrows():
-        row = [Cell(str(record.get(col))) for col, _ in CASE_HEADERS]
+        row = [Cell(str(record.get(col))) for col, _ in identity]
         row.append(Cell(record["status"], kind=f"status-{record['status']}"))
         published = _published(record)
         for d in shown:
@@ -106,8 +115,11 @@ def suite_table(records: pd.DataFrame) -> SuiteTable:
         if record["status"] != "ok":
             problems.append({"label": record["label"], "status": record["status"], "error": record.get("error") or ""})
     last = records.sort_values("timestamp_utc").iloc[-1]
+    timers = sorted({str(t) for t in records.get("latency_timer", pd.Series(dtype=str)).dropna()})
     env_keys = ["env_cpu", "env_torch_threads", "env_gpu", "env_torch", "env_timm", "env_python", "env_git_sha"]
     environment = {k.removeprefix("env_"): str(last.get(k, "")) for k in env_keys if last.get(k, "") not in ("", None)}
+    if timers:
+        environment["timer"] = ", ".join(timers)
     environment["measured_utc"] = str(last["timestamp_utc"])
     return SuiteTable(
         suite=str(last["suite"]),

@@ -16,38 +16,12 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-DTYPES_TORCH = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-
-
-def build_inputs(case: Any) -> Any:
-    """Return a seeded standard-normal NCHW input tensor for ``case`` on its device and dtype."""
-    import torch
-
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(case.input_shape, generator=generator)
-    return x.to(device=case.device, dtype=getattr(torch, DTYPES_TORCH[case.dtype]))
-
-
-def build_model(case: Any) -> Any:
-    """Return the case's model with seeded random weights, in eval mode, on its device and dtype."""
-    import torch
-
-    from harness.zoo import create_model
-
-    torch.manual_seed(0)
-    model = create_model(case.model, **dict(case.model_kwargs))
-    return model.eval().to(device=case.device, dtype=getattr(torch, DTYPES_TORCH[case.dtype]))
-
 
 def measure_case(case: Any, metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Build the case's model and inputs, take each metric in order, and return the merged values."""
-    import torch
-
-    from harness.errors import SkipCase
     from harness.metrics import get_metric
+    from harness.zoo.build import build_inputs, build_model
 
-    if case.device == "cuda" and not torch.cuda.is_available():
-        raise SkipCase("no CUDA device on this machine")
     model = build_model(case)
     inputs = build_inputs(case)
     values: dict[str, Any] = {}

@@ -84,13 +84,22 @@ def list_models(pattern: str = "*") -> list[tuple[str, str]]:
     return sorted(found.items())
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build the model ``name`` with random weights; raise UnknownModelError for an unknown name."""
+def create_model(name: str, *, checkpoint: str | None = None, **kwargs: Any) -> nn.Module:
+    """Build the model ``name`` with random weights, or the weights of a local ``checkpoint`` file.
+
+    Raises UnknownModelError for an unknown name; see harness.zoo.weights for what a checkpoint may be.
+    """
     entry = get_entry(name)
     if entry is not None:
-        return entry.builder(**kwargs)
-    if name not in set(_timm_names()):
-        raise UnknownModelError(f"unknown model {name!r}: not registered in harness.zoo and not a timm model")
-    import timm
+        model = entry.builder(**kwargs)
+    elif name in set(_timm_names()):
+        import timm
 
-    return timm.create_model(name, pretrained=False, **kwargs)
+        model = timm.create_model(name, pretrained=False, **kwargs)
+    else:
+        raise UnknownModelError(f"unknown model {name!r}: not registered in harness.zoo and not a timm model")
+    if checkpoint is not None:
+        from harness.zoo.weights import load_checkpoint
+
+        load_checkpoint(model, checkpoint)
+    return model

@@ -50,7 +50,7 @@ class _Fault(nn.Module):
 
 @register_model(origin="testing")
 def tiny_cnn(num_classes: int = 10, in_chans: int = 3) -> nn.Module:
-    """Return a 4-layer CNN (314 parameters with 10 classes) for fast end-to-end tests."""
+    """Return a 4-layer CNN (322 parameters with 3 input channels and 10 classes) for fast end-to-end tests."""
     return TinyCNN(num_classes, in_chans)
 
 

@@ -1,0 +1,108 @@
+"""Classification accuracy (top-1, top-5) on a labelled image folder, by default the digits test split.
+
+Protocol (recorded with every result):
+
+- **Data**: ``dataset`` is ``digits`` (the scikit-learn handwritten digits, written once as an image
+  folder: :mod:`harness.data.digits`) or the path of an image folder whose ``<split>`` folder holds one
+  folder per class. Labels are class indices in the sorted order of the class folders' names, so output
+  ``i`` of the model is read as the ``i``-th class. At most ``limit`` images are taken, evenly spaced over
+  the class-sorted split (every class represented), in a fixed order.
+- **Preprocessing**: the model's timm evaluation transform at the case's resolution and channels
+  (:mod:`harness.data.imagefolder`); batches of ``batch_size`` are put on the device, in the dtype, of
+  the case's inputs (fp32 for an int8-quantized model, which quantizes its input itself), in
+  channels-last memory format when the case says so.
+- **Scoring**: forward under ``torch.inference_mode``; an image counts for top-k when its label is among
+  the k largest of all the model's outputs (k capped at the number of outputs). The model must return a
+  ``[batch, outputs]`` tensor with at least as many outputs as the dataset has classes.
+
+``acc_top1`` / ``acc_top5``: fraction of the images (0…1); ``acc_images``: images scored;
+``acc_dataset``: ``<dataset>/<split>``. A randomly initialised model scores near chance (1 / classes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.case import Case
+from harness.data.digits import digits_root
+from harness.data.imagefolder import image_folder_loader
+from harness.errors import HarnessError
+
+NAME = "accuracy"
+TOP_K = (1, 5)
+#: Datasets known by name (name -> function returning its root folder); any other name is a path.
+DATASETS: dict[str, Callable[[], Path]] = {"digits": digits_root}
+
+
+class Options(BaseModel):
+    """Options of the accuracy protocol; every one of them is recorded with the result."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataset: str = "digits"
+    split: str = "test"
+    limit: int = Field(512, ge=1)
+    batch_size: int = Field(64, ge=1)
+
+
+COLUMNS: dict[str, str] = {
+    "acc_top1": "float64",
+    "acc_top5": "float64",
+    "acc_images": "int64",
+    "acc_dataset": "string",
+}
+
+
+def dataset_root(dataset: str) -> Path:
+    """Return the root folder of ``dataset``: a name of ``DATASETS`` (written if needed) or a path."""
+    find = DATASETS.get(dataset)
+    return find() if find is not None else Path(dataset).expanduser()
+
+
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
+    """Return how many rows of ``logits`` [batch, outputs] have their label among their k largest values."""
+    top = logits.topk(min(k, logits.shape[1]), dim=1).indices
+    return int((top == labels.unsqueeze(1)).any(dim=1).sum())
+
+
+def _check_logits(logits: Any, classes: int) -> torch.Tensor:
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise HarnessError(f"accuracy needs a model returning logits [batch, outputs]; it returned {shape}")
+    if logits.shape[1] < classes:
+        raise HarnessError(f"accuracy: the model has {logits.shape[1]} outputs, the dataset {classes} classes")
+    return logits.float()
+
+
+def measure(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: Options) -> dict[str, Any]:
+    """Return top-1 and top-5 accuracy (fractions, 0…1), the number of images and the dataset/split."""
+    loader = image_folder_loader(
+        dataset_root(options.dataset) / options.split,
+        model,
+        case.resolution,
+        case.channels,
+        batch_size=options.batch_size,
+        limit=options.limit,
+    )
+    classes = len(loader.dataset.dataset.classes)
+    memory_format = torch.channels_last if case.channels_last else torch.contiguous_format
+    correct = dict.fromkeys(TOP_K, 0)
+    images = 0
+    with torch.inference_mode():
+        for batch, labels in loader:
+            x = batch.to(device=inputs.device, dtype=inputs.dtype, memory_format=memory_format)
+            logits = _check_logits(model(x), classes)
+            labels = labels.to(logits.device)
+            for k in TOP_K:
+                correct[k] += topk_correct(logits, labels, k)
+            images += len(labels)
+    return {
+        "acc_top1": correct[1] / images,
+        "acc_top5": correct[5] / images,
+        "acc_images": images,
+        "acc_dataset": f"{options.dataset}/{options.split}",
+    }

@@ -1,0 +1,78 @@
+"""From a Case to what is measured: the model (precision, layout, quantization, compilation applied)
+and its seeded input batch. Runs in the worker process.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from harness.case import Case
+from harness.errors import SkipCase
+from harness.zoo.registry import create_model
+
+TORCH_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class Autocast(nn.Module):
+    """Runs the wrapped model's forward under ``torch.autocast`` (fp32 weights, low-precision ops)."""
+
+    def __init__(self, model: nn.Module, device_type: str, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.model = model
+        self.pretrained_cfg = getattr(model, "pretrained_cfg", {})  # the same preprocessing as the model
+        self.device_type = device_type
+        self.dtype = dtype
+
+    def forward(self, *args: object, **kwargs: object) -> object:
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            return self.model(*args, **kwargs)
+
+
+def input_dtype(case: Case) -> torch.dtype:
+    """Return the dtype of the case's input: the case's dtype when converting, else fp32."""
+    converted = case.precision == "convert" and case.quant == "none"
+    return TORCH_DTYPES[case.dtype] if converted else torch.float32
+
+
+def build_inputs(case: Case) -> torch.Tensor:
+    """Return a seeded standard-normal NCHW batch for ``case``: device, dtype and memory format applied."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(case.input_shape, generator=generator).to(device=case.device, dtype=input_dtype(case))
+    return x.contiguous(memory_format=torch.channels_last) if case.channels_last else x
+
+
+def _check_supported(case: Case) -> None:
+    if case.device == "cuda" and not torch.cuda.is_available():
+        raise SkipCase("no CUDA device on this machine")
+    if case.quant == "int8":
+        from harness.zoo.quantize import check_int8_case
+
+        check_int8_case(case)
+    if case.precision == "autocast" and case.dtype == "fp32":
+        raise SkipCase("precision autocast needs dtype fp16 or bf16")
+
+
+def build_model(case: Case) -> nn.Module:
+    """Return the case's model with seeded random weights in eval mode, ready to measure.
+
+    Applied in order: int8 quantization (calibrated on real images) or conversion to the case's
+    device and dtype (or an autocast wrapper), channels_last, then torch.compile. Raises SkipCase for
+    combinations this machine or backend cannot run.
+    """
+    _check_supported(case)
+    torch.manual_seed(0)
+    model = create_model(case.model, **dict(case.model_kwargs)).eval()
+    if case.quant == "int8":
+        from harness.zoo.quantize import calibration_batches, quantize_int8
+
+        model = quantize_int8(model, calibration_batches(case, model))
+    elif case.precision == "autocast":
+        model = Autocast(model.to(case.device), case.device, TORCH_DTYPES[case.dtype])
+    else:
+        model = model.to(device=case.device, dtype=TORCH_DTYPES[case.dtype])
+    if case.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if case.compile != "none":
+        model = torch.compile(model, mode=case.compile)
+    return model
