@@ -4,6 +4,9 @@ Counts are taken with ``harness.metrics.complexity.count`` on meta tensors (noth
 every configuration of Tables 1-4 in both of the paper's platform columns. Within a table the paper
 holds FLOPs fixed up to its own integer channel rounding, and argues that MAC (memory access cost,
 ``mac_bytes``) grows with c1:c2 imbalance (G1) and with the group count (G2).
+
+The suite has both columns: the ARM column's configurations as CPU cases (batch 1, one thread) and the
+GPU column's as CUDA cases (batch 8, threads unset), each beside the paper's value for that cell.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import pytest
 import torch
 from torch import nn
 
+from harness.case import Case
 from harness.metrics.complexity import OpCost, count
 from harness.suite import load_suite
 from harness.zoo import create_model
@@ -26,31 +30,41 @@ SIZE = 56  # the paper's input side in all four tables
 SCALES = (1, 2, 4)  # columns ×1, ×2, ×4 of Tables 1 and 2
 G3_COLUMNS = {"arm": (64, 128, 256), "gpu": (128, 256, 512)}  # Table 3's c
 G4_COLUMNS = (32, 64, 128)  # Table 4's c, both platforms
+PLATFORMS = ("arm", "gpu")  # the paper's two columns in every table
+DEVICE_PLATFORM = {"cpu": "arm", "cuda": "gpu"}  # the suite measures the ARM column on CPU, the GPU's on CUDA
+#: The suite's CUDA batch: Tables 1-4 state none (GPU in batches/s); the paper's other GPU speeds use 8.
+GPU_BATCH = 1
 
 Kwargs = tuple[tuple[str, Any], ...]
 
-#: Each table's configurations, grouped by column: (model, [kwargs of the rows, in the table's order]).
-#: Tables 1 and 2 list their rows from balanced to unbalanced and from 1 to 8 groups.
-TABLES: dict[str, list[tuple[str, list[dict[str, Any]]]]] = {
-    "G1": [
-        ("sv2_g1", [{"ratio": r, "scale": s, "platform": p} for r in G1_CHANNELS[p]])
-        for p in G1_CHANNELS
-        for s in SCALES
-    ],
-    "G2": [
-        ("sv2_g2", [{"groups": g, "scale": s, "platform": p} for g in G2_CHANNELS[p]])
-        for p in G2_CHANNELS
-        for s in SCALES
-    ],
-    "G3": [
-        ("sv2_g3", [{"structure": st, "channels": c} for st in G3_STRUCTURES])
-        for columns in G3_COLUMNS.values()
-        for c in columns
-    ],
-    "G4": [
-        ("sv2_g4", [{"relu": r, "shortcut": sc, "channels": c} for r in (True, False) for sc in (True, False)])
-        for c in G4_COLUMNS
-    ],
+Column = tuple[str, list[dict[str, Any]]]
+
+
+def _columns(platform: str) -> dict[str, list[Column]]:
+    """Return each table's configurations in the ``platform`` column, grouped by column (×1/×2/×4 or c):
+    (model, [kwargs of the rows, in the table's order]). Tables 1 and 2 list their rows from balanced
+    to unbalanced and from 1 to 8 groups."""
+    return {
+        "G1": [
+            ("sv2_g1", [{"ratio": r, "scale": s, "platform": platform} for r in G1_CHANNELS[platform]]) for s in SCALES
+        ],
+        "G2": [
+            ("sv2_g2", [{"groups": g, "scale": s, "platform": platform} for g in G2_CHANNELS[platform]]) for s in SCALES
+        ],
+        "G3": [("sv2_g3", [{"structure": st, "channels": c} for st in G3_STRUCTURES]) for c in G3_COLUMNS[platform]],
+        "G4": [
+            ("sv2_g4", [{"relu": r, "shortcut": sc, "channels": c} for r in (True, False) for sc in (True, False)])
+            for c in G4_COLUMNS
+        ],
+    }
+
+
+#: Platform -> table -> its columns (see :func:`_columns`).
+COLUMNS: dict[str, dict[str, list[Column]]] = {p: _columns(p) for p in PLATFORMS}
+
+#: Each table's distinct columns over both platforms (Table 4's are the same on both).
+TABLES: dict[str, list[Column]] = {
+    table: arm + [col for col in COLUMNS["gpu"][table] if col not in arm] for table, arm in COLUMNS["arm"].items()
 }
 
 #: Largest relative MACs difference from a column's first row that the integer channels make:
@@ -190,12 +204,62 @@ def test_unknown_configuration_is_a_value_error(model: str, kwargs: dict[str, An
         _build(model, tuple(kwargs.items()))
 
 
+def _position(case: Case) -> tuple[str, int, int]:
+    """Return (table, column index, row index) of a suite case in its device's column of Tables 1-4."""
+    platform = DEVICE_PLATFORM[case.device]
+    kwargs = dict(case.model_kwargs)
+    for table, columns in COLUMNS[platform].items():
+        for j, (model, rows) in enumerate(columns):
+            if model == case.model and kwargs in rows:
+                return table, j, rows.index(kwargs)
+    raise AssertionError(f"{case.label}: not a configuration of the paper's {platform} column")
+
+
 def test_suite_validates_and_each_case_gets_its_input() -> None:
     suite = load_suite(SUITE)
-    assert len(suite.cases) == 3 * (4 + 4 + 5 + 4)  # three columns of Tables 1-4 (rows: 4, 4, 5, 4)
+    # both platforms' three columns of Tables 1-4 (rows: 4, 4, 5, 4)
+    assert len(suite.cases) == 2 * 3 * (4 + 4 + 5 + 4)
     for case in suite.cases:
-        assert (case.resolution, case.batch, case.device, case.dtype, case.threads) == (SIZE, 1, "cpu", "fp32", 1)
+        protocol = (case.resolution, case.batch, case.device, case.dtype, case.threads)
+        if case.device == "cpu":
+            assert protocol == (SIZE, 1, "cpu", "fp32", 1), case.label  # the ARM column: one thread
+        else:
+            assert protocol == (SIZE, GPU_BATCH, "cuda", "fp32", None), case.label  # threads: torch's default
         assert case.channels == _input_channels(_build(case.model, case.model_kwargs)), case.label
+
+
+def test_suite_has_every_cell_of_both_columns_once() -> None:
+    """Each CPU case (ARM column) has a CUDA case (GPU column) at the same table, row and ×1/×2/×4 or
+    c column, and the cases of each device cover every cell of Tables 1-4 once."""
+    suite = load_suite(SUITE)
+    cells = {
+        (table, j, i)
+        for table, columns in COLUMNS["arm"].items()
+        for j, (_, rows) in enumerate(columns)
+        for i in range(len(rows))
+    }
+    positions = {device: [_position(c) for c in suite.cases if c.device == device] for device in DEVICE_PLATFORM}
+    assert sorted(positions["cuda"]) == sorted(positions["cpu"])
+    for device, found in positions.items():
+        assert len(found) == len(set(found)), device
+        assert set(found) == cells, device
+
+
+@pytest.mark.parametrize("device", list(DEVICE_PLATFORM))
+def test_suite_macs_equal_within_each_column(device: str) -> None:
+    """The suite's cases of one table column, on one device, have the same MACs (as the paper's FLOPs)
+    within the table's tolerance."""
+    suite = load_suite(SUITE)
+    columns: dict[tuple[str, int], list[Case]] = {}
+    for case in suite.cases:
+        if case.device == device:
+            table, j, _ = _position(case)
+            columns.setdefault((table, j), []).append(case)
+    assert len(columns) == 4 * 3
+    for (table, j), cases in columns.items():
+        first, *others = [_cost(c.model, c.model_kwargs).macs for c in cases]
+        for case, macs in zip(cases[1:], others, strict=True):
+            assert macs == pytest.approx(first, rel=MACS_TOLERANCE[table]), (table, j, case.label)
 
 
 def test_suite_published_entries_select_one_case_each() -> None:
@@ -206,3 +270,17 @@ def test_suite_published_entries_select_one_case_each() -> None:
         assert len(matched) == 1, wanted
     for case in suite.cases:
         assert [p["metric"] for p in suite.published_for(case)] == ["throughput_samples_per_s"], case.label
+
+
+def test_suite_published_values_are_the_columns_in_images_per_second() -> None:
+    """ARM entries are the paper's images/s; GPU entries its batches/s (integers) × the batch, with the
+    conversion, the GPU and the unit stated in the convention."""
+    suite = load_suite(SUITE)
+    for case in suite.cases:
+        (entry,) = suite.published_for(case)
+        if case.device == "cuda":
+            assert (entry["value"] / GPU_BATCH).is_integer(), case.label
+            for words in ("images/s", f"batches/s read at batch {GPU_BATCH}", "GTX 1080Ti", "cuDNN 7.0"):
+                assert words in entry["convention"], (case.label, words)
+        else:
+            assert "Snapdragon 810" in entry["convention"], case.label
