@@ -67,28 +67,35 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     from harness.errors import HarnessError
     from harness.report import render_report
     from harness.runner import run_suite
+    from harness.runner.process import WorkerProcess
 
-    suites = _load_suites(args.suites, err)
-    if suites is None:
-        return EXIT_USAGE
-    if args.metrics:
-        try:
-            suites = [s.with_metrics(args.metrics.split(",")) for s in suites]
-        except HarnessError as exc:
-            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    worker = WorkerProcess()
+    worker.launch()  # the worker imports torch while the suites are validated here
+    try:
+        suites = _load_suites(args.suites, err)
+        if suites is None:
             return EXIT_USAGE
-    status = EXIT_OK
-    for suite in suites:
-        summary = run_suite(suite, args.results, resume=args.resume, console=err, show_progress=not args.no_progress)
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items())) or "no case run"
-        if summary.skipped_by_resume:
-            counts += f", {summary.skipped_by_resume} already ok (resume)"
-        out.print(f"{suite.name}: {counts} in {summary.wall_s:.1f} s → "
-                  f"{escape(str(summary.results_dir))} (run {summary.run_id})", highlight=False, soft_wrap=True)
-        if summary.interrupted:
-            return EXIT_INTERRUPTED
-        if summary.failed:
-            status = EXIT_FAILED_CASES
+        if args.metrics:
+            try:
+                suites = [s.with_metrics(args.metrics.split(",")) for s in suites]
+            except HarnessError as exc:
+                err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+                return EXIT_USAGE
+        status = EXIT_OK
+        for suite in suites:
+            summary = run_suite(suite, args.results, resume=args.resume, console=err,
+                                show_progress=not args.no_progress, worker=worker)
+            counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items())) or "no case run"
+            if summary.skipped_by_resume:
+                counts += f", {summary.skipped_by_resume} already ok (resume)"
+            out.print(f"{suite.name}: {counts} in {summary.wall_s:.1f} s → "
+                      f"{escape(str(summary.results_dir))} (run {summary.run_id})", highlight=False, soft_wrap=True)
+            if summary.interrupted:
+                return EXIT_INTERRUPTED
+            if summary.failed:
+                status = EXIT_FAILED_CASES
+    finally:
+        worker.stop()
     if args.report:
         page = render_report(args.results, args.report)
         out.print(f"report: {escape(str(page))}", highlight=False, soft_wrap=True)

@@ -475,7 +475,7 @@ def test_measure_returns_every_column() -> None:
     assert set(values) == set(COLUMNS)
     assert values["params"] == values["params_trainable"] == 11_689_512
     assert values["macs"] == flop_counter_macs(model, x)
-    assert values["complexity_method"] == "fake"
+    assert values["complexity_method"] == "meta"
     assert values["complexity_coverage"] == 1.0
     assert values["complexity_uncounted"] == "{}"
     assert values["complexity_breakdown"] is None

@@ -2,16 +2,17 @@
 
 How it counts
 -------------
-The model's forward runs under :class:`~torch._subclasses.fake_tensor.FakeTensorMode` (tensors carry
-shapes and dtypes but no data, so nothing is computed) and every ATen op that executes is seen by a
+The model's forward runs on meta tensors (shapes and dtypes, no data: torch's C++ shape functions
+run, nothing is computed) and every ATen op that executes is seen by a
 :class:`~torch.utils._python_dispatch.TorchDispatchMode`, which looks the op up in :data:`FORMULAS`
 (one formula per op, registered with :func:`register_formula`) or in :data:`ZERO_COST`. The caller's
-parameters and buffers are replaced by fake copies through :func:`torch.func.functional_call`, so the
+parameters and buffers are replaced by meta copies through :func:`torch.func.functional_call`, so the
 model's weights, device and buffers are never touched; train/eval flags are restored afterwards.
-When the fake run raises (data-dependent ops such as ``nonzero`` and NMS have no fake kernel, so
-detectors fail there), the same count is taken on real tensors, which does compute, and the method
-is reported as ``"real"``. Ops run by ``torch.compile``d graphs and custom kernels are only seen if
-they dispatch through ATen.
+When a model mixes in tensors of a real device (a constant made on the CPU in forward), the count is
+taken again under :class:`~torch._subclasses.fake_tensor.FakeTensorMode` (method ``"fake"``, slower);
+when that raises too (data-dependent ops such as ``nonzero`` and NMS have no fake kernel, so detectors
+fail there), on real tensors, which does compute (method ``"real"``). Ops run by ``torch.compile``d
+graphs and custom kernels are only seen if they dispatch through ATen.
 
 What is counted (units: counts of operations, bytes)
 ----------------------------------------------------
@@ -889,6 +890,24 @@ def _count_fake(model: nn.Module, inputs: Any, dtype_bytes: int, training: bool)
     return tally.result("fake")
 
 
+def _to_meta(tensor: torch.Tensor) -> torch.Tensor:
+    """Return a meta tensor with ``tensor``'s shape, strides, dtype and requires_grad flag (no data)."""
+    return torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype, device="meta",
+                               requires_grad=tensor.requires_grad)
+
+
+def _count_meta(model: nn.Module, inputs: Any, dtype_bytes: int, training: bool) -> ComplexityCount:
+    """Count on meta tensors: parameters, buffers and inputs replaced by meta tensors, whose ops run
+    torch's C++ shape functions (several times faster than fake tensors). Raises when the model mixes
+    in tensors of a real device (a constant made on the CPU in forward, say); the caller falls back."""
+    state = {name: _to_meta(t) for name, t in [*model.named_parameters(), *model.named_buffers()]}
+    meta_inputs = tree_map_only(torch.Tensor, _to_meta, inputs)
+    with _module_modes(model, training), ModuleTracker() as tracker:
+        tally = _Tally(dtype_bytes, tracker)
+        _run(model, state, meta_inputs, tally, training)
+    return tally.result("meta")
+
+
 def _count_real(model: nn.Module, inputs: Any, dtype_bytes: int, training: bool) -> ComplexityCount:
     """Count on real tensors (computes the forward, and backward on a deep copy when ``training``)."""
     if training:
@@ -900,25 +919,28 @@ def _count_real(model: nn.Module, inputs: Any, dtype_bytes: int, training: bool)
 
 
 def count(model: nn.Module, inputs: Any, *, dtype_bytes: int = 4, training: bool = False,
-          method: Literal["auto", "fake", "real"] = "auto") -> ComplexityCount:
+          method: Literal["auto", "meta", "fake", "real"] = "auto") -> ComplexityCount:
     """Count the complexity of ``model(inputs)``: one eval-mode forward, or with ``training`` one
     train-mode forward and its backward.
 
     ``dtype_bytes`` is the size in bytes of a floating-point element for ``mac_bytes``. ``method``
-    "auto" counts on fake tensors and falls back to real tensors when that raises; "fake" or "real"
-    force one. The model is left as it was (weights, buffers, device, train/eval flags).
+    "auto" counts on meta tensors, falls back to fake tensors when that raises (a model mixing in
+    tensors of a real device) and to real tensors when that raises too (data-dependent ops such as
+    nonzero and NMS); "meta", "fake" or "real" force one. The model is left as it was (weights,
+    buffers, device, train/eval flags).
     Returns a :class:`ComplexityCount` (operation counts and bytes).
     """
-    reason = None
-    if method != "real":
+    attempts = {"meta": _count_meta, "fake": _count_fake, "real": _count_real}
+    order = {"auto": ("meta", "fake", "real"), "meta": ("meta",), "fake": ("fake",), "real": ("real",)}[method]
+    reasons: list[str] = []
+    for name in order[:-1]:
         try:
-            return _count_fake(model, inputs, dtype_bytes, training)
+            return attempts[name](model, inputs, dtype_bytes, training)
         except Exception as exc:
-            if method == "fake":
-                raise
-            reason = f"{type(exc).__name__}: {next(iter(str(exc).splitlines()), '')}"
-            log.info("complexity: fake-tensor count failed (%s); counting on real tensors", reason)
-    return dataclasses.replace(_count_real(model, inputs, dtype_bytes, training), fallback_reason=reason)
+            reasons.append(f"{name}: {type(exc).__name__}: {next(iter(str(exc).splitlines()), '')}")
+            log.info("complexity: %s count failed (%s); trying the next method", name, reasons[-1])
+    result = attempts[order[-1]](model, inputs, dtype_bytes, training)
+    return dataclasses.replace(result, fallback_reason="; ".join(reasons) or None)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -36,21 +36,28 @@ class WorkerProcess:
         self._conn: Any = None
         self.env: dict[str, Any] = {}
 
-    def start(self) -> dict[str, Any]:
-        """Start the worker if it is not running; return its environment capture."""
+    def launch(self) -> None:
+        """Spawn the worker without waiting for it (it imports torch meanwhile); no-op if one is alive."""
         if self._proc is not None and self._proc.is_alive():
-            return self.env
+            return
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
         self._proc = ctx.Process(target=worker_main, args=(child,), daemon=True, name="harness-worker")
         self._proc.start()
         child.close()
         self._conn = parent
-        if not parent.poll(STARTUP_TIMEOUT_S):
+        self.env = {}
+
+    def start(self) -> dict[str, Any]:
+        """Launch the worker if needed and wait until it is ready; return its environment capture."""
+        self.launch()
+        if self.env:
+            return self.env
+        if not self._conn.poll(STARTUP_TIMEOUT_S):
             self.stop()
             raise HarnessError(f"the worker process did not start within {STARTUP_TIMEOUT_S:.0f} s")
         try:
-            self.env = parent.recv()["env"]
+            self.env = self._conn.recv()["env"]
         except EOFError:
             code = self._proc.exitcode
             self.stop()

@@ -88,10 +88,13 @@ def run_suite(
     console: Console | None = None,
     show_progress: bool = True,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    worker: WorkerProcess | None = None,
 ) -> RunSummary:
     """Run every case of ``suite`` in a worker process, storing each record as soon as it is done.
 
-    Returns the run's summary. ``on_record`` is called with each stored record (tests use it).
+    Returns the run's summary. ``on_record`` is called with each stored record (tests use it). A
+    ``worker`` passed in (already launched, e.g. while suites were validated) is used and left running
+    for the caller to stop; otherwise one is started and stopped here.
     """
     console = console or Console(stderr=True)
     store = ResultStore(results_dir)
@@ -104,7 +107,8 @@ def run_suite(
         if summary.skipped_by_resume:
             console.print(f"resume: {summary.skipped_by_resume} case(s) already ok, {len(cases)} to run")
     columns = record_columns()
-    worker = WorkerProcess()
+    owns_worker = worker is None
+    worker = worker or WorkerProcess()
     started = time.perf_counter()
     metrics = {name: options.model_dump() for name, options in suite.metrics.items()}
     progress = Progress(
@@ -144,8 +148,10 @@ def run_suite(
     except KeyboardInterrupt:
         summary.interrupted = True
         console.print("[yellow]interrupted: the case in flight was dropped; finished cases are kept")
-    finally:
         worker.stop()
+    finally:
+        if owns_worker:
+            worker.stop()
         summary.wall_s = time.perf_counter() - started
     return summary
 

@@ -61,12 +61,9 @@ def execute_case(case_dict: dict[str, Any], metrics: dict[str, dict[str, Any]]) 
 def worker_main(conn: Connection) -> None:
     """Serve tasks from ``conn`` until it sends None or closes; Ctrl-C is left to the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import harness.zoo  # noqa: F401  (timm and the builders load before the first case's timeout starts)
+    import harness.zoo  # noqa: F401  (torch, timm and the builders load before the first case's timeout)
     from harness.env import capture
-    from harness.metrics import METRIC_MODULES, get_metric
 
-    for name in METRIC_MODULES:
-        get_metric(name)
     conn.send({"env": capture()})
     while True:
         try:

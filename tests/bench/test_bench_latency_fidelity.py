@@ -32,7 +32,8 @@ def test_harness_median_agrees_with_torch_utils_benchmark(benchmark, model_name)
     def interleaved() -> None:
         for _ in range(ROUNDS):
             ours.append(latency.measure(model, x, case, options)["latency_ms_median"])
-            timer = tub.Timer("with torch.inference_mode(): model(x)", globals={"model": model, "x": x, "torch": torch})
+            timer = tub.Timer("with torch.inference_mode(): model(x)", globals={"model": model, "x": x, "torch": torch},
+                              num_threads=torch.get_num_threads())  # its default is one thread
             theirs.append(timer.adaptive_autorange(threshold=0.02, min_run_time=2.0).median * 1e3)
 
     benchmark.pedantic(interleaved, rounds=1, iterations=1)
