@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     prof = sub.add_parser(
         "profile", help="params, MACs, FLOPs, memory access cost of one model, per layer",
-        description="Count one model on fake tensors (no compute): params, macs (multiply-accumulates of "
+        description="Count one model on meta tensors (no compute): params, macs (multiply-accumulates of "
         "conv/linear/matmul), flops (2 x macs + other arithmetic), mac_bytes (bytes read + written by every "
         "op, ShuffleNet V2's memory access cost), activations, op coverage, and a per-module or per-op table.",
     )

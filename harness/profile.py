@@ -1,7 +1,7 @@
 """``harness profile``: the complexity of one model at one input shape, with a per-layer table.
 
 Runs in the calling process (no worker, no suite): builds the model with random weights, counts it
-with :func:`harness.metrics.complexity.count` on fake tensors, and returns plain rows for printing.
+with :func:`harness.metrics.complexity.count` on meta tensors, and returns plain rows for printing.
 """
 
 from __future__ import annotations
