@@ -120,24 +120,24 @@ class ResultStore:
             if not any(part.startswith((".", "_")) for part in path.relative_to(self.root).parts):
                 yield path
 
-    def read(self) -> pd.DataFrame:
-        """Return every record under the root as a DataFrame (union of columns; empty if none).
+    def read(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """Return every record under the root as a DataFrame (union of columns, or only ``columns``).
 
         A part file that cannot be read (truncated, corrupt) is skipped with a warning naming it.
         """
         tables = []
         for path in self.part_files():
             try:
-                tables.append(pq.read_table(path))
+                tables.append(pq.read_table(path, columns=columns))
             except (pa.ArrowException, OSError) as exc:
                 warnings.warn(f"skipping unreadable result file {path}: {exc}", stacklevel=2)
         if not tables:
-            return pd.DataFrame(columns=list(BASE_COLUMNS))
+            return pd.DataFrame(columns=columns or list(BASE_COLUMNS))
         return pa.concat_tables(tables, promote_options="permissive").to_pandas()
 
     def ok_case_ids(self, suite: str) -> set[str]:
         """Return the case_ids that already have an ``ok`` record for ``suite``."""
-        frame = self.read()
+        frame = self.read(columns=["suite", "status", "case_id"])
         if frame.empty:
             return set()
         done = frame[(frame["suite"] == suite) & (frame["status"] == "ok")]

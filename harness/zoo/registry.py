@@ -9,6 +9,7 @@ weights are ever downloaded by building a model.
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -58,10 +59,15 @@ def _ensure_loaded() -> None:
     import harness.zoo  # noqa: F401  (registers builders on import)
 
 
-def _timm_names(pattern: str = "*") -> list[str]:
+@functools.cache
+def _timm_all_names() -> frozenset[str]:
     import timm
 
-    return list(timm.list_models(pattern))
+    return frozenset(timm.list_models())
+
+
+def _timm_names(pattern: str = "*") -> list[str]:
+    return sorted(n for n in _timm_all_names() if fnmatch.fnmatchcase(n, pattern))
 
 
 def get_entry(name: str) -> ModelEntry | None:
@@ -72,7 +78,7 @@ def get_entry(name: str) -> ModelEntry | None:
 
 def is_known_model(name: str) -> bool:
     """Return True when ``name`` is registered here or is a timm architecture."""
-    return get_entry(name) is not None or name in set(_timm_names())
+    return get_entry(name) is not None or name in _timm_all_names()
 
 
 def list_models(pattern: str = "*") -> list[tuple[str, str]]:
@@ -92,7 +98,7 @@ def create_model(name: str, *, checkpoint: str | None = None, **kwargs: Any) -> 
     entry = get_entry(name)
     if entry is not None:
         model = entry.builder(**kwargs)
-    elif name in set(_timm_names()):
+    elif name in _timm_all_names():
         import timm
 
         model = timm.create_model(name, pretrained=False, **kwargs)
