@@ -251,3 +251,13 @@ def test_an_nvml_error_is_not_applicable_and_keeps_the_case(fake_gpu):
 def test_trapezoid_of_known_power_samples():
     assert energy.trapezoid_j([(0.0, 100.0), (1.0, 200.0), (3.0, 200.0)]) == pytest.approx(550.0)
     assert energy.trapezoid_j([(5.0, 80.0)]) == 0.0
+
+
+def test_weight_bytes_counts_the_packed_weights_of_an_int8_model():
+    from harness.zoo.build import build_model
+
+    fp32 = build_model(Case("tiny_cnn", resolution=16))
+    int8 = build_model(Case("tiny_cnn", resolution=16, quant="int8"))
+    conv_and_fc_elements = 3 * 8 * 9 + 8 * 10
+    # int8 weights take one byte an element: more than that, far less than the fp32 model's 4 bytes each
+    assert conv_and_fc_elements <= memory.weight_bytes(int8) < memory.weight_bytes(fp32)

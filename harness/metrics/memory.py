@@ -6,8 +6,8 @@ initialisation, cuDNN/oneDNN caches), then ``iterations`` measured passes. A pas
 ``torch.inference_mode``; for a case in mode ``train`` it is a training step: forward, backward of the
 output's float sum, gradients dropped after (no optimizer, so no optimizer state).
 
-- ``mem_weight_bytes``: bytes of the model's parameters and buffers, each tensor once (the packed
-  weights of int8-quantized modules are neither, so they are not counted).
+- ``mem_weight_bytes``: bytes of the model's state: parameters, buffers and the packed weights of
+  int8-quantized modules (1 byte an element), each tensor once.
 - ``mem_peak_cuda_bytes`` (CUDA cases): ``torch.cuda.max_memory_allocated`` over the measured passes,
   after ``torch.cuda.reset_peak_memory_stats``: the peak of live tensors on the device, weights and
   inputs included; not what the caching allocator reserves.
@@ -25,7 +25,6 @@ import contextlib
 import ctypes
 import functools
 import gc
-import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -60,9 +59,19 @@ COLUMNS: dict[str, str] = {
 }
 
 
+def _state_tensors(values: Any) -> Iterator[torch.Tensor]:
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            yield value
+        elif isinstance(value, (tuple, list)):
+            yield from _state_tensors(value)
+
+
 def weight_bytes(model: torch.nn.Module) -> int:
-    """Return the bytes of the model's parameters and buffers, each tensor counted once."""
-    return sum(t.numel() * t.element_size() for t in itertools.chain(model.parameters(), model.buffers()))
+    """Return the bytes of the model's state (parameters, buffers and the packed weights of int8
+    modules, which are neither), each tensor counted once."""
+    tensors = {id(t): t for t in _state_tensors(model.state_dict(keep_vars=True).values())}
+    return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
 def forward(model: torch.nn.Module, inputs: torch.Tensor) -> None:
