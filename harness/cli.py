@@ -134,15 +134,22 @@ def cmd_list(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_OK
 
 
+def _model_known(name: str, err: Console) -> bool:
+    """Return whether ``name`` is a model the zoo or timm can build; print the error when it is not."""
+    from harness.zoo import is_known_model
+
+    if is_known_model(name):
+        return True
+    err.print(f"[red]error:[/] unknown model {escape(name)!r}; see `harness list models`", soft_wrap=True)
+    return False
+
+
 def cmd_profile(args: argparse.Namespace, out: Console, err: Console) -> int:
     """Print a model's params, MACs, FLOPs, memory access cost, coverage and a per-layer table."""
     from rich.table import Table
 
     from harness.profile import profile_model
-    from harness.zoo import is_known_model
-
-    if not is_known_model(args.model):
-        err.print(f"[red]error:[/] unknown model {escape(args.model)!r}; see `harness list models`", soft_wrap=True)
+    if not _model_known(args.model, err):
         return EXIT_USAGE
     prof = profile_model(args.model, args.input, args.dtype, args.by, args.top)
     if args.json:
@@ -173,10 +180,7 @@ def cmd_bench(args: argparse.Namespace, out: Console, err: Console) -> int:
     from harness.case import Case
     from harness.metrics import latency
     from harness.runner.process import WorkerProcess
-    from harness.zoo import is_known_model
-
-    if not is_known_model(args.model):
-        err.print(f"[red]error:[/] unknown model {escape(args.model)!r}; see `harness list models`", soft_wrap=True)
+    if not _model_known(args.model, err):
         return EXIT_USAGE
     channels, height, width = args.input
     if height != width:

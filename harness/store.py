@@ -81,6 +81,7 @@ class ResultStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._next_seq: dict[Path, int] = {}  # per run folder; seeded once from the files already there
 
     def run_dir(self, suite: str, run_id: str) -> Path:
         """Return the folder holding the part files of ``run_id`` of ``suite``."""
@@ -106,10 +107,13 @@ class ResultStore:
             raise KeyError(f"record has columns without a declared type: {sorted(unknown)}")
         folder = self.run_dir(record["suite"], record["run_id"])
         folder.mkdir(parents=True, exist_ok=True)
-        seq = sum(1 for _ in folder.glob("*.parquet"))
+        if folder not in self._next_seq:
+            self._next_seq[folder] = sum(1 for _ in folder.glob("*.parquet"))
+        seq = self._next_seq[folder]
         path = folder / f"{seq:05d}-{safe_name(record['case_id'])}.parquet"
         table = pa.Table.from_pylist([{k: record.get(k) for k in columns}], schema=arrow_schema(columns))
         _write_atomically(path, lambda tmp: pq.write_table(table, tmp))
+        self._next_seq[folder] = seq + 1
         return path
 
     def part_files(self) -> Iterator[Path]:
@@ -142,16 +146,6 @@ class ResultStore:
             return set()
         done = frame[(frame["suite"] == suite) & (frame["status"] == "ok")]
         return set(done["case_id"])
-
-    def manifests(self) -> list[dict[str, Any]]:
-        """Return every run manifest under the root (unreadable ones skipped with a warning)."""
-        out = []
-        for path in sorted(self.root.glob("*/*/_run.json")) if self.root.exists() else []:
-            try:
-                out.append(json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, ValueError) as exc:
-                warnings.warn(f"skipping unreadable run manifest {path}: {exc}", stacklevel=2)
-        return out
 
 
 def read_results(path: str | Path = "results") -> pd.DataFrame:
