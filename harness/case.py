@@ -20,6 +20,11 @@ PRECISION_MODES = ("convert", "autocast")
 QUANT = ("none", "int8")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 MODES = ("inference", "train")
+#: Normalization kinds (harness.zoo.norms): ``native`` keeps the model's own layers.
+NORMS = ("native", "bn", "gn", "ln", "ln2d", "in", "sn", "syncbn")
+
+#: Fields holding keyword arguments: tuples of sorted (name, value) pairs, dicts in suites and storage.
+KWARGS_FIELDS = ("model_kwargs", "norm_kwargs")
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,10 @@ class Case:
     weights, ops under torch.autocast). ``quant`` ``int8``: post-training static quantization (CPU).
     ``channels_last``: model and input in NHWC memory format. ``compile``: a torch.compile mode or
     ``none``. ``mode``: ``inference`` (forward under inference_mode) or ``train`` (a training step).
+    ``norm``: every BatchNorm swapped for that normalization kind (``norm_kwargs`` its options, e.g.
+    ``groups``), or ``native``. ``world_size``: processes (one per GPU on CUDA) in a torch.distributed
+    group that run the case together, ``batch`` images each (the per-device batch); above 1, or with
+    ``syncbn``, the case is launched through torchrun.
     """
 
     model: str
@@ -47,6 +56,9 @@ class Case:
     channels_last: bool = False
     compile: str = "none"
     mode: str = "inference"
+    norm: str = "native"
+    norm_kwargs: tuple[tuple[str, Any], ...] = field(default=())
+    world_size: int = 1
 
     @property
     def case_id(self) -> str:
@@ -60,7 +72,7 @@ class Case:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             default = f.default if f.default is not dataclasses.MISSING else None
-            if f.name == "model_kwargs":
+            if f.name in KWARGS_FIELDS:
                 if value:
                     out[f.name] = dict(value)
             elif f.name == "model" or value != default:
@@ -77,10 +89,13 @@ class Case:
             "channels_last": self.channels_last,
             f"compile={self.compile}": self.compile != "none",
             self.mode: self.mode != "inference",
+            f"norm={self.norm}": self.norm != "native",
+            f"world={self.world_size}": self.world_size != 1,
         }
         text += "".join(f" {name}" for name, shown in extras.items() if shown)
-        if self.model_kwargs:
-            text += " " + ",".join(f"{k}={v}" for k, v in self.model_kwargs)
+        for kwargs in (self.model_kwargs, self.norm_kwargs):
+            if kwargs:
+                text += " " + ",".join(f"{k}={v}" for k, v in kwargs)
         return text
 
     @property
@@ -89,17 +104,19 @@ class Case:
         return (self.batch, self.channels, self.resolution, self.resolution)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the case as a plain dict (model_kwargs as a dict) for transport and storage."""
+        """Return the case as a plain dict (keyword-argument fields as dicts) for transport and storage."""
         d = dataclasses.asdict(self)
-        d["model_kwargs"] = dict(self.model_kwargs)
+        for name in KWARGS_FIELDS:
+            d[name] = dict(getattr(self, name))
         return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Case:
         """Build a case from a plain dict as produced by :meth:`to_dict` or a suite's matrix."""
         data = dict(data)
-        kwargs = data.pop("model_kwargs", None) or {}
-        return cls(**data, model_kwargs=tuple(sorted(dict(kwargs).items())))
+        for name in KWARGS_FIELDS:
+            data[name] = tuple(sorted(dict(data.get(name) or {}).items()))
+        return cls(**data)
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -107,9 +124,10 @@ class Case:
         return tuple(f.name for f in dataclasses.fields(cls))
 
     def storage_columns(self) -> dict[str, Any]:
-        """Return the case's fields as store columns (model_kwargs as sorted JSON text)."""
+        """Return the case's fields as store columns (keyword-argument fields as sorted JSON text)."""
         d = self.to_dict()
-        d["model_kwargs"] = json.dumps(d["model_kwargs"], sort_keys=True, default=str)
+        for name in KWARGS_FIELDS:
+            d[name] = json.dumps(d[name], sort_keys=True, default=str)
         return d
 
 
@@ -128,4 +146,7 @@ CASE_COLUMNS: dict[str, str] = {
     "channels_last": "bool",
     "compile": "string",
     "mode": "string",
+    "norm": "string",
+    "norm_kwargs": "string",
+    "world_size": "int64",
 }

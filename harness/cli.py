@@ -151,12 +151,13 @@ def cmd_profile(args: argparse.Namespace, out: Console, err: Console) -> int:
     from harness.profile import profile_model
     if not _model_known(args.model, err):
         return EXIT_USAGE
-    prof = profile_model(args.model, args.input, args.dtype, args.by, args.top)
+    prof = profile_model(args.model, args.input, args.dtype, args.by, args.top, args.norm)
     if args.json:
         print(json.dumps(prof.as_json(), indent=2))
         return EXIT_OK
     shape = "x".join(map(str, args.input))
-    table = Table(title=f"{escape(args.model)} · input {shape} · {args.dtype}", title_justify="left")
+    norm = "" if args.norm == "native" else f" · norm {args.norm}"
+    table = Table(title=f"{escape(args.model)} · input {shape} · {args.dtype}{norm}", title_justify="left")
     table.add_column(args.by)
     for header in ("MACs (M)", "FLOPs (M)", "MAC (MB)", "share of MACs"):
         table.add_column(header, justify="right")
@@ -188,7 +189,8 @@ def cmd_bench(args: argparse.Namespace, out: Console, err: Console) -> int:
         return EXIT_USAGE
     case = Case(args.model, resolution=height, batch=args.batch, device=args.device, dtype=args.dtype,
                 channels=channels, threads=args.threads, precision=args.precision, quant=args.quant,
-                channels_last=args.channels_last, compile=args.compile, mode=args.mode)
+                channels_last=args.channels_last, compile=args.compile, mode=args.mode, norm=args.norm,
+                world_size=args.world_size)
     options = latency.Options(min_time_s=args.min_time, max_time_s=max(args.max_time, args.min_time))
     metrics = {"latency": options.model_dump()} | ({"complexity": {}} if args.complexity else {})
     worker = WorkerProcess()
@@ -249,6 +251,21 @@ def _chw_shape(text: str) -> tuple[int, ...]:
     return shape[1:]
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
+    return int(text)
+
+
+def _add_norm_argument(parser: argparse.ArgumentParser) -> None:
+    from harness.case import NORMS
+
+    parser.add_argument("--norm", choices=NORMS, default="native",
+                        help="swap every BatchNorm for this normalization (bn, gn = GroupNorm of 32 groups, ln = "
+                        "GroupNorm of 1 group, ln2d = channel LayerNorm, in = InstanceNorm, sn = Switchable "
+                        "Norm, syncbn = synchronized BatchNorm); native keeps the model's (default)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``harness`` command and its sub-commands."""
     parser = argparse.ArgumentParser(
@@ -301,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32",
                       help="element size for mac_bytes (default: %(default)s)")
     prof.add_argument("--by", choices=["module", "op"], default="module", help="rows per module or per ATen op")
+    _add_norm_argument(prof)
     prof.add_argument("--top", type=int, default=0, metavar="N", help="only the N rows with most MACs (0: all)")
     prof.add_argument("--json", action="store_true",
                       help="print one JSON object (params, macs, flops, mac_bytes, coverage, ..., breakdown)")
@@ -326,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
                        default="none", help="torch.compile mode (default: none)")
     bench.add_argument("--mode", choices=["inference", "train"], default="inference",
                        help="time a forward pass, or a training step with its phases")
+    _add_norm_argument(bench)
+    bench.add_argument("--world-size", type=_positive_int, default=1, metavar="N",
+                       help="processes in a torch.distributed group (gloo on cpu, one GPU each on cuda), each "
+                       "with --batch images, launched through torchrun (default: %(default)s)")
     bench.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     bench.add_argument("--min-time", type=float, default=1.0, help="least seconds of sampling (default: 1)")
     bench.add_argument("--max-time", type=float, default=10.0, help="most seconds of sampling (default: 10)")

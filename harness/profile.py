@@ -31,18 +31,21 @@ class Profile:
     dtype: str
     totals: dict[str, Any]
     rows: list[dict[str, Any]]
+    norm: str = "native"
 
     def as_json(self) -> dict[str, Any]:
-        """Return one JSON-ready object: model, input, dtype, the totals and the rows as ``breakdown``."""
-        return {"model": self.model, "input": list(self.input_shape), "dtype": self.dtype, **self.totals,
+        """Return one JSON-ready object: model, input, dtype, norm, the totals and the rows as ``breakdown``."""
+        return {"model": self.model, "input": list(self.input_shape), "dtype": self.dtype, "norm": self.norm,
+                **self.totals,
                 "breakdown": self.rows}
 
 
 def profile_model(name: str, input_shape: tuple[int, ...], dtype: str = "fp32", by: str = "module",
-                  top: int = 0) -> Profile:
+                  top: int = 0, norm: str = "native") -> Profile:
     """Count ``name`` at ``input_shape`` (NCHW); rows per ``by`` ("module" or "op"), ``top`` largest by MACs.
 
-    ``top`` = 0 keeps every row, in execution order.
+    ``top`` = 0 keeps every row, in execution order. ``norm`` other than ``native`` swaps every BatchNorm
+    for that kind first (:func:`harness.zoo.norms.swap_norm`, default options).
     """
     import torch
 
@@ -50,6 +53,10 @@ def profile_model(name: str, input_shape: tuple[int, ...], dtype: str = "fp32", 
     from harness.zoo import create_model
 
     model = create_model(name, in_chans=input_shape[1]) if input_shape[1] != 3 else create_model(name)
+    if norm != "native":
+        from harness.zoo.norms import swap_norm
+
+        swap_norm(model, norm)
     model.eval()
     inputs = torch.empty(input_shape)  # never read: the count runs on fake copies; pages stay untouched
     result = count(model, inputs, dtype_bytes=DTYPE_BYTES[dtype])
@@ -71,4 +78,4 @@ def profile_model(name: str, input_shape: tuple[int, ...], dtype: str = "fp32", 
             row["calls"] = result.calls[row["op"]]
     if top:
         rows = sorted(rows, key=lambda r: r["macs"], reverse=True)[:top]
-    return Profile(name, tuple(input_shape), dtype, totals, rows)
+    return Profile(name, tuple(input_shape), dtype, totals, rows, norm)

@@ -11,6 +11,8 @@ A suite file has these top-level keys (all but ``matrix`` optional)::
     include: [{model: tiny_cnn, batch: 2}]       # extra cases (fields default from `defaults`)
     exclude: [{model: resnet18, batch: [8]}]     # drop cases matching every key (a list = any of)
     metrics: {complexity: {}, latency: {max_time_s: 2}}   # or a list of names
+    # a metric's `where: {axis: value or list}` limits it to the cases matching it, e.g.
+    #   accuracy: {train_steps: 300, where: {mode: inference}}
     timeout_s: 900              # a case still running after this is killed and recorded as failed
     published:                  # reference values shown beside what is measured
       - match: {model: resnet18}
@@ -33,7 +35,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, create_model
 
-from harness.case import COMPILE_MODES, DEVICES, DTYPES, MODES, PRECISION_MODES, QUANT, Case
+from harness.case import COMPILE_MODES, DEVICES, DTYPES, MODES, NORMS, PRECISION_MODES, QUANT, Case
 from harness.errors import HarnessError
 from harness.yaml_lines import LoadedYaml, YamlSyntaxError, load_yaml_with_lines
 
@@ -54,6 +56,9 @@ AXIS_TYPES: dict[str, Any] = {
     "channels_last": Annotated[bool, Strict()],
     "compile": Literal[COMPILE_MODES],
     "mode": Literal[MODES],
+    "norm": Literal[NORMS],
+    "norm_kwargs": dict[str, Any],
+    "world_size": PositiveInt,
 }
 
 _FORBID = ConfigDict(extra="forbid")
@@ -76,6 +81,9 @@ class Published(BaseModel):
     match: CaseFilter  # type: ignore[valid-type]
     source: str = Field(min_length=1)
     convention: str = ""
+    #: False when the published numbers come from another setting (dataset, schedule) than ours: they are
+    #: shown beside ours for reference, without a Δ.
+    comparable: bool = True
     values: dict[str, float] = Field(min_length=1)
 
 
@@ -127,6 +135,13 @@ class Suite:
     metrics: dict[str, BaseModel]
     timeout_s: float
     published: tuple[Published, ...]
+    #: metric name -> the filter (axis -> value or list) its cases must match; metrics absent here take all.
+    metric_where: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def metrics_for(self, case: Case) -> dict[str, BaseModel]:
+        """Return the metrics (name -> options) taken for ``case``: those whose ``where`` it matches."""
+        point = case.to_dict()
+        return {n: o for n, o in self.metrics.items() if _matches(point, self.metric_where.get(n, {}))}
 
     def with_metrics(self, names: Iterable[str]) -> Suite:
         """Return this suite taking only the metric families ``names`` (each must be in the suite)."""
@@ -135,17 +150,17 @@ class Suite:
         if missing:
             raise HarnessError(f"{self.path}: takes no metric {', '.join(map(repr, missing))}; "
                                f"it takes: {', '.join(self.metrics)}")
-        return dataclasses.replace(self, metrics={n: self.metrics[n] for n in names})
+        where = {n: w for n, w in self.metric_where.items() if n in names}
+        return dataclasses.replace(self, metrics={n: self.metrics[n] for n in names}, metric_where=where)
 
     def published_for(self, case: Case) -> list[dict[str, Any]]:
-        """Return the published entries matching ``case`` as ``{metric, value, source, convention}`` dicts."""
+        """Return the published entries matching ``case`` as ``{metric, value, source, convention, comparable}``."""
         out = []
         for entry in self.published:
             if _matches(case.to_dict(), entry.match.model_dump(exclude_none=True)):
                 for metric, value in entry.values.items():
-                    out.append(
-                        {"metric": metric, "value": value, "source": entry.source, "convention": entry.convention}
-                    )
+                    out.append({"metric": metric, "value": value, "source": entry.source,
+                                "convention": entry.convention, "comparable": entry.comparable})
         return out
 
 
@@ -175,7 +190,7 @@ def parse_suite(text: str, file: str = "<suite>", default_name: str = "suite") -
     except ValidationError as exc:
         problems += [_problem_from_pydantic(file, loaded, err) for err in exc.errors()]
         raise SuiteError(problems) from None
-    metrics = _validate_metrics(spec, file, loaded, problems)
+    metrics, metric_where = _validate_metrics(spec, file, loaded, problems)
     problems += _check_models(spec, file, loaded)
     problems += _check_published(spec, file, loaded)
     cases = expand(spec, loaded.data.get("matrix") or ()) if not problems else ()
@@ -191,6 +206,7 @@ def parse_suite(text: str, file: str = "<suite>", default_name: str = "suite") -
         description=spec.description,
         cases=tuple(cases),
         metrics=metrics,
+        metric_where=metric_where,
         timeout_s=spec.timeout_s,
         published=tuple(spec.published),
     )
@@ -231,12 +247,14 @@ def _matches(point: dict[str, Any], rule: dict[str, Any]) -> bool:
 
 def _validate_metrics(
     spec: SuiteFile, file: str, loaded: LoadedYaml, problems: list[SuiteProblem]
-) -> dict[str, BaseModel]:
+) -> tuple[dict[str, BaseModel], dict[str, dict[str, Any]]]:
+    """Return the metrics' validated options and their ``where`` filters (the reserved option key)."""
     from harness.metrics import get_metric, metric_names
 
     raw = spec.metrics
-    items = {name: {} for name in raw} if isinstance(raw, list) else {k: v or {} for k, v in raw.items()}
+    items = {name: {} for name in raw} if isinstance(raw, list) else {k: dict(v or {}) for k, v in raw.items()}
     metrics: dict[str, BaseModel] = {}
+    where: dict[str, dict[str, Any]] = {}
     for index, (name, options) in enumerate(items.items()):
         key: Any = index if isinstance(raw, list) else name
         if name not in metric_names():
@@ -250,15 +268,24 @@ def _validate_metrics(
                 )
             )
             continue
-        try:
-            metrics[name] = get_metric(name).Options.model_validate(options)
-        except ValidationError as exc:
-            for err in exc.errors():
-                err = dict(err, loc=("metrics", key, *err["loc"]))
-                problems.append(_problem_from_pydantic(file, loaded, err))
+        checks = [((), get_metric(name).Options, options)]
+        if "where" in options:
+            checks.insert(0, (("where",), CaseFilter, options.pop("where")))
+        for prefix, schema, value in checks:
+            try:
+                validated = schema.model_validate(value)
+            except ValidationError as exc:
+                for err in exc.errors():
+                    err = dict(err, loc=("metrics", key, *prefix, *err["loc"]))
+                    problems.append(_problem_from_pydantic(file, loaded, err))
+                continue
+            if prefix:
+                where[name] = validated.model_dump(exclude_none=True)
+            else:
+                metrics[name] = validated
     if not items:
         problems.append(SuiteProblem(file, loaded.line_of(("metrics",)), "metrics", "no metric to take"))
-    return metrics
+    return metrics, where
 
 
 def _model_mentions(spec: SuiteFile) -> Iterable[tuple[tuple[Any, ...], str]]:

@@ -117,3 +117,17 @@ def test_bench_reports_a_case_that_cannot_run(capsys):
     assert "skipped: precision autocast needs dtype fp16 or bf16" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["bench", "tiny_cnn", "--input", "2x3x16x16"])
+
+
+def test_profile_counts_the_swapped_norm(capsys):
+    counts = {}
+    for norm in ("native", "gn", "sn"):
+        assert main(["profile", "tiny_cnn", "--input", "1x3x16x16", "--norm", norm, "--json"]) == 0
+        counts[norm] = json.loads(capsys.readouterr().out)
+    assert counts["gn"]["norm"] == "gn"
+    assert counts["gn"]["macs"] == counts["native"]["macs"]  # norms add no multiply-accumulates ...
+    assert counts["gn"]["flops"] != counts["native"]["flops"]  # ... but their own arithmetic (eval BN vs GN)
+    assert counts["sn"]["params"] == counts["native"]["params"] + 6  # SN's two 3-way mixing weights
+    assert counts["sn"]["coverage"] == 1.0
+    with pytest.raises(SystemExit):
+        main(["profile", "tiny_cnn", "--norm", "batchnorm"])

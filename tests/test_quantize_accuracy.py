@@ -193,7 +193,8 @@ def test_accuracy_is_exact_for_known_predictions(
     data_dir: Path, labels_by_image: dict[str, int], rank: Callable[[int], list[int]], top1: float, top5: float
 ) -> None:
     out = measure_accuracy(Oracle(labels_by_image, 10, rank), batch_size=100)
-    assert out == {"acc_top1": top1, "acc_top5": top5, "acc_images": 359, "acc_dataset": "digits/test"}
+    assert out == {"acc_top1": top1, "acc_top5": top5, "acc_images": 359, "acc_dataset": "digits/test",
+                   "acc_train_steps": 0}
 
 
 def test_accuracy_counts_a_mix_and_takes_top_k_over_all_outputs(digits: Path, labels_by_image: dict[str, int]) -> None:

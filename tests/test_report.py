@@ -71,3 +71,37 @@ def test_protocol_columns_appear_only_when_rows_differ(tmp_path):
     store.append(make_record(Case("resnet18", quant="int8", channels_last=True), run_id="run-b"), COLUMNS)
     (table,) = suite_tables(store.read())
     assert "Quant" in table.headers and "Channels last" in table.headers and "Compile" not in table.headers
+
+
+def _norm_record(norm: str, batch: int, acc: float, **values):
+    case = Case("resnet50", batch=batch, norm=norm, resolution=32)
+    return make_record(case, acc_top1=acc, **values)
+
+
+def test_error_by_batch_per_norm_reads_like_the_gn_paper(tmp_path):
+    published = json.dumps([{"metric": "acc_top1", "value": 0.653, "source": "Wu & He 2018, Table 2",
+                             "convention": "", "comparable": False}])
+    columns = COLUMNS | {"acc_top1": "float64"}
+    store = ResultStore(tmp_path / "results")
+    for record in [_norm_record("bn", 32, 0.98), _norm_record("bn", 2, 0.40, published_json=published),
+                   _norm_record("gn", 32, 0.76), _norm_record("gn", 2, 0.83)]:
+        store.append(record, columns)
+    (table,) = suite_tables(store.read())
+    (view,) = table.views
+    assert view.headers == ["Model", "Norm", "Processes", "batch 32", "batch 2", "Δ batch 2 − 32"]
+    rows = [[c.text for c in row] for row in view.rows]
+    assert rows[0] == ["resnet50", "bn", "1", "2.0", "60.0", "+58.0"]  # error % = 100 × (1 − top-1)
+    assert rows[1] == ["resnet50", "gn", "1", "24.0", "17.0", "-7.0"]
+    assert rows[2] == ["resnet50", "bn (published)", "", "–", "34.7", "–"]
+    html = render_report(store.root, tmp_path / "reports").read_text()
+    assert "Top-1 error (%) by batch size per normalization" in html
+    # a published value from another setting is shown without a Δ against ours
+    assert "34.7" in html and "65.3 (" not in html and "no Δ" in html
+
+
+def test_no_norm_view_without_several_norms_and_batches(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    for record in [_norm_record("bn", 32, 0.9), _norm_record("bn", 2, 0.5)]:
+        store.append(record, COLUMNS | {"acc_top1": "float64"})
+    (table,) = suite_tables(store.read())
+    assert table.views == []

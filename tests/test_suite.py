@@ -34,6 +34,9 @@ MALFORMED = [
      "matrix:\n  model: [resnet18]\npublished:\n  - match: {model: resnet18}\n    source: paper\n"
      "    values:\n      parms: 11.7e6\n", 7, "unknown metric column 'parms' (did you mean 'params'?)"),
     ("axis-not-a-list", "matrix:\n  model: resnet18\n", 2, "matrix.model: expected a list, got 'resnet18'"),
+    ("unknown-norm", "matrix:\n  model: [resnet18]\n  norm: [gn, bathnorm]\n", 3, "Input should be 'native', 'bn'"),
+    ("metric-where-unknown-axis", "matrix:\n  model: [resnet18]\nmetrics:\n  latency:\n    where: {mdoe: train}\n",
+     5, "metrics.latency.where.mdoe: unknown key 'mdoe'"),
 ]
 
 
@@ -105,8 +108,30 @@ def test_case_id_is_stable_across_versions():
 
 
 def test_case_round_trips_through_dict():
-    case = Case("tiny_cnn", batch=3, model_kwargs=(("num_classes", 5),))
+    case = Case("tiny_cnn", batch=3, model_kwargs=(("num_classes", 5),), norm="gn", norm_kwargs=(("groups", 4),))
     assert Case.from_dict(case.to_dict()) == case
+    assert case.storage_columns()["norm_kwargs"] == '{"groups": 4}'
+    assert case.label == "tiny_cnn b3 224px cpu fp32 norm=gn num_classes=5 groups=4"
+
+
+def test_new_axes_at_their_defaults_leave_case_ids_unchanged():
+    assert Case("resnet18", batch=8, norm="native", world_size=1).case_id == "3833056951861ebb"
+    ids = {Case("resnet18", norm=n).case_id for n in ("native", "bn", "gn")}
+    ids |= {Case("resnet18", world_size=2).case_id, Case("resnet18", norm="gn", norm_kwargs=(("groups", 8),)).case_id}
+    assert len(ids) == 5
+
+
+def test_a_metric_where_filter_limits_it_to_matching_cases(write_suite):
+    suite = load_suite(write_suite("""
+        matrix: {model: [tiny_cnn], mode: [inference, train]}
+        metrics:
+          latency: {}
+          accuracy: {train_images: 10, where: {mode: inference}}
+        """))
+    taken = {case.mode: list(suite.metrics_for(case)) for case in suite.cases}
+    assert taken == {"inference": ["latency", "accuracy"], "train": ["latency"]}
+    assert suite.metrics["accuracy"].train_images == 10
+    assert list(suite.with_metrics(["accuracy"]).metrics_for(suite.cases[1])) == []
 
 
 def test_published_values_match_cases(write_suite):

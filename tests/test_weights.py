@@ -35,3 +35,11 @@ def test_missing_or_mismatched_checkpoint_is_a_clear_error(tmp_path):
     torch.save(create_model("tiny_cnn", num_classes=3).state_dict(), tmp_path / "three.pt")
     with pytest.raises(HarnessError, match="does not fit the model"):
         create_model("tiny_cnn", checkpoint=str(tmp_path / "three.pt"))
+
+
+def test_timm_pretrained_weights_offline_are_a_clear_error(monkeypatch):
+    # The hub is never reached in tests (HF_HUB_OFFLINE=1): asking for pretrained weights must say so clearly.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(HarnessError, match="timm's pretrained weights for 'resnet18' could not be loaded"):
+        create_model("resnet18", pretrained=True)
+    assert create_model("resnet18", pretrained=False).fc.out_features == 1000

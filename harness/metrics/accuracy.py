@@ -15,12 +15,20 @@ Protocol (recorded with every result):
   the k largest of all the model's outputs (k capped at the number of outputs). The model must return a
   ``[batch, outputs]`` tensor with at least as many outputs as the dataset has classes.
 
+- **Training** (``train_images`` > 0): before it is scored, the model is trained from its seeded random
+  (or loaded) weights on the ``train_split`` of the same folder, ``batch`` images per process per step,
+  by the protocol of :mod:`harness.train` (fixed images seen, SGD, linear-scaled learning rate with
+  warm-up and cosine decay, fixed seed); in a torch.distributed group every process trains on its slice
+  of each global batch through DistributedDataParallel (so ``syncbn`` layers see the global batch).
+
 ``acc_top1`` / ``acc_top5``: fraction of the images (0…1); ``acc_images``: images scored;
-``acc_dataset``: ``<dataset>/<split>``. A randomly initialised model scores near chance (1 / classes).
+``acc_dataset``: ``<dataset>/<split>``; ``acc_train_*``: what the training did (0 steps = not trained).
+A randomly initialised model scores near chance (1 / classes).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +40,7 @@ from harness.case import Case
 from harness.data.digits import digits_root
 from harness.data.imagefolder import image_folder_loader
 from harness.errors import HarnessError
+from harness.train import Schedule, load_tensors, recompute_batch_averages, train_classifier
 
 NAME = "accuracy"
 TOP_K = (1, 5)
@@ -47,6 +56,15 @@ class Options(BaseModel):
     split: str = "test"
     limit: int = Field(512, ge=1)
     batch_size: int = Field(64, ge=1)
+    train_images: int = Field(0, ge=0)
+    train_split: str = "train"
+    lr: float = Field(0.1, gt=0)
+    lr_reference_batch: int = Field(32, ge=1)
+    momentum: float = Field(0.9, ge=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    seed: int = 0
+    batch_average_batches: int = Field(50, ge=1)
 
 
 COLUMNS: dict[str, str] = {
@@ -54,6 +72,11 @@ COLUMNS: dict[str, str] = {
     "acc_top5": "float64",
     "acc_images": "int64",
     "acc_dataset": "string",
+    "acc_train_steps": "int64",
+    "acc_train_loss_first": "float64",
+    "acc_train_loss_last": "float64",
+    "acc_train_s": "float64",
+    "acc_batch_average_batches": "int64",
 }
 
 
@@ -78,8 +101,29 @@ def _check_logits(logits: Any, classes: int) -> torch.Tensor:
     return logits.float()
 
 
+def train(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: Options) -> dict[str, Any]:
+    """Train ``model`` in place on the training split (see module doc); return the ``acc_train_*`` columns."""
+    if case.quant != "none":
+        raise HarnessError("accuracy: train_images > 0 needs a float model; an int8-quantized model cannot train")
+    loader = image_folder_loader(dataset_root(options.dataset) / options.train_split, model, case.resolution,
+                                 case.channels, batch_size=options.batch_size)
+    images, labels = load_tensors(loader)
+    images = images.to(device=inputs.device, dtype=inputs.dtype, memory_format=_memory_format(case))
+    settings = options.model_dump(include={f.name for f in dataclasses.fields(Schedule)})
+    schedule = Schedule(images=options.train_images, batch=case.batch, world_size=case.world_size, **settings)
+    done = train_classifier(model, images, labels.to(inputs.device), schedule)
+    averaged = recompute_batch_averages(model, images, case.batch, options.batch_average_batches)
+    return {f"acc_{k}": v for k, v in done.items()} | {"acc_batch_average_batches": averaged}
+
+
+def _memory_format(case: Case) -> torch.memory_format:
+    return torch.channels_last if case.channels_last else torch.contiguous_format
+
+
 def measure(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: Options) -> dict[str, Any]:
-    """Return top-1 and top-5 accuracy (fractions, 0…1), the number of images and the dataset/split."""
+    """Return top-1 and top-5 accuracy (fractions, 0…1), the number of images and the dataset/split, after
+    the short training when ``train_images`` > 0."""
+    trained = train(model, inputs, case, options) if options.train_images else {"acc_train_steps": 0}
     loader = image_folder_loader(
         dataset_root(options.dataset) / options.split,
         model,
@@ -89,7 +133,7 @@ def measure(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: O
         limit=options.limit,
     )
     classes = len(loader.dataset.dataset.classes)
-    memory_format = torch.channels_last if case.channels_last else torch.contiguous_format
+    memory_format = _memory_format(case)
     correct = dict.fromkeys(TOP_K, 0)
     images = 0
     with torch.inference_mode():
@@ -105,4 +149,4 @@ def measure(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: O
         "acc_top5": correct[5] / images,
         "acc_images": images,
         "acc_dataset": f"{options.dataset}/{options.split}",
-    }
+    } | trained

@@ -20,8 +20,12 @@ Protocol (recorded with every result):
    backward, SGD step (lr 0.01, momentum 0.9), each phase timed separately.
 6. The timer's own overhead is measured on an empty region (median of ``timer_overhead_samples``).
 
-``latency_ms_*`` are milliseconds per batch; ``throughput_samples_per_s`` = batch / median seconds;
-``latency_noisy`` is true when IQR / median exceeds ``noisy_threshold``.
+In a group of ``world_size`` processes (:mod:`harness.distributed`), every process times its own
+per-device batch, a training step goes through DistributedDataParallel, process 0 decides when warm-up
+and sampling stop, and process 0's samples are recorded.
+
+``latency_ms_*`` are milliseconds per batch; ``throughput_samples_per_s`` = batch × world_size / median
+seconds; ``latency_noisy`` is true when IQR / median exceeds ``noisy_threshold``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.case import Case
+from harness.distributed import agree, for_training
 from harness.stats import relative_ci_half_width, summarize
 
 NAME = "latency"
@@ -147,15 +152,14 @@ def warm_up(fn: Callable[[], Any], timer: Timer, opts: Options) -> list[float]:
     """Call ``fn`` until warm (see module doc) and return the warm-up call times in milliseconds."""
     times: list[float] = []
     deadline = time.perf_counter() + opts.warmup_max_s
-    while time.perf_counter() < deadline:
+    while True:
         times.append(timer(fn, 1))
-        if len(times) >= max(opts.warmup_min, 3):
-            last = np.asarray(times[-3:])
-            if np.all(np.abs(last - np.median(last)) <= opts.warmup_tolerance * np.median(last)):
-                break
-    if not times:
-        times.append(timer(fn, 1))
-    return times
+        last = np.asarray(times[-3:])
+        steady = len(times) >= max(opts.warmup_min, 3) and bool(
+            np.all(np.abs(last - np.median(last)) <= opts.warmup_tolerance * np.median(last))
+        )
+        if agree(steady or time.perf_counter() >= deadline):
+            return times
 
 
 def adaptive_samples(sample: Callable[[], float], opts: Options) -> tuple[list[float], float]:
@@ -166,11 +170,10 @@ def adaptive_samples(sample: Callable[[], float], opts: Options) -> tuple[list[f
         samples.append(sample())
         elapsed = time.perf_counter() - window_start
         enough = len(samples) >= opts.min_repeats and elapsed >= opts.min_time_s
-        if enough and relative_ci_half_width(samples) <= opts.target_rel_ci:
-            break
-        if (elapsed >= opts.max_time_s and len(samples) >= 2) or len(samples) >= opts.max_repeats:
-            break
-    return samples, time.perf_counter() - window_start
+        converged = enough and relative_ci_half_width(samples) <= opts.target_rel_ci
+        exhausted = (elapsed >= opts.max_time_s and len(samples) >= 2) or len(samples) >= opts.max_repeats
+        if agree(converged or exhausted):
+            return samples, time.perf_counter() - window_start
 
 
 def time_samples(fn: Callable[[], Any], timer_name: str, opts: Options) -> dict[str, Any]:
@@ -223,13 +226,14 @@ def time_training(model: torch.nn.Module, inputs: torch.Tensor, case: Case, opts
     """Time training steps (forward+loss, backward, optimizer step); return step samples and phase medians."""
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    trained = for_training(model)
     labels = torch.randint(0, 1000, (case.batch,), generator=torch.Generator().manual_seed(0)).to(case.device)
     clock = PhaseClock(case.device)
     phases: list[list[float]] = []
 
     def step() -> float:
         clock.mark()
-        loss = _loss(model(inputs), labels)
+        loss = _loss(trained(inputs), labels)
         clock.mark()
         loss.backward()
         clock.mark()
@@ -289,6 +293,6 @@ def measure(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: O
         "latency_gpu_state_start": state_start,
         "latency_gpu_state_end": gpu_state_json(case),
         "latency_noisy": stats["iqr"] / stats["median"] > options.noisy_threshold,
-        "throughput_samples_per_s": case.batch / (stats["median"] / 1e3),
+        "throughput_samples_per_s": case.batch * case.world_size / (stats["median"] / 1e3),
     }
     return out

@@ -32,6 +32,8 @@ DISPLAYS: tuple[Display, ...] = (
     Display("latency_ms_iqr", "Latency IQR (ms)", 1.0, "{:.2f}", ""),
     Display("throughput_samples_per_s", "Throughput (img/s)", 1.0, "{:.1f}", "higher"),
     Display("latency_repeats", "Samples", 1.0, "{:.0f}", ""),
+    Display("acc_top1", "Top-1 (%)", 100.0, "{:.1f}", "higher"),
+    Display("acc_top5", "Top-5 (%)", 100.0, "{:.1f}", "higher"),
 )
 
 #: Case fields shown to identify a row, in order.
@@ -53,4 +55,7 @@ PROTOCOL_HEADERS: tuple[tuple[str, str, object], ...] = (
     ("mode", "Mode", "inference"),
     ("threads", "Threads", None),
     ("model_kwargs", "Model kwargs", "{}"),
+    ("norm", "Norm", "native"),
+    ("norm_kwargs", "Norm options", "{}"),
+    ("world_size", "Processes", 1),
 )

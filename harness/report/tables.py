@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,17 @@ class SuiteTable:
     runs: list[str]
     environment: dict[str, str]
     problems: list[dict[str, str]] = field(default_factory=list)
+    views: list[ViewTable] = field(default_factory=list)
+
+
+@dataclass
+class ViewTable:
+    """A second look at a suite's records (e.g. a pivot like a paper's table): title, headers, rows, caption."""
+
+    title: str
+    headers: list[str]
+    rows: list[list[Cell]]
+    caption: str
 
 
 def latest_per_case(frame: pd.DataFrame) -> pd.DataFrame:
@@ -71,7 +83,10 @@ def _metric_cells(record: pd.Series, d: Display, best: dict[str, float], publish
     if d.column in published:
         pub = published[d.column]
         note = f"{pub['source']}" + (f"; convention: {pub['convention']}" if pub.get("convention") else "")
-        delta = f" ({(value - pub['value']) / pub['value']:+.1%})" if has_value and pub["value"] else ""
+        comparable = pub.get("comparable", True)
+        delta = f" ({(value - pub['value']) / pub['value']:+.1%})" if has_value and pub["value"] and comparable else ""
+        if not comparable:
+            note += "; another setting than ours: for reference, no Δ"
         cells[0].note = f"published {d.format(pub['value'])}{delta} — {note}"
         cells.append(Cell(d.format(pub["value"]) + delta, note=note, kind="published"))
     return cells
@@ -128,7 +143,56 @@ def suite_table(records: pd.DataFrame) -> SuiteTable:
         runs=sorted(records["run_id"].unique()),
         environment=environment,
         problems=problems,
+        views=[view for make in SUITE_VIEWS if (view := make(records)) is not None],
     )
+
+
+def _error_pct(accuracy: float) -> float:
+    return 100.0 * (1.0 - accuracy)
+
+
+def error_by_batch_per_norm(records: pd.DataFrame) -> ViewTable | None:
+    """Return top-1 error (%) by per-process batch size, a row per (model, norm, processes), as in the Group
+    Normalization paper's Table 2, with the published rows beside; None unless the suite varies the batch
+    and has top-1 accuracy for more than one norm."""
+    if not {"norm", "acc_top1", "batch"} <= set(records):
+        return None
+    ok = records[(records["status"] == "ok") & records["acc_top1"].notna()]
+    if ok["norm"].nunique() < 2 or ok["batch"].nunique() < 2:
+        return None
+    batches = sorted(ok["batch"].unique(), reverse=True)
+    keys = ["model", "norm", "norm_kwargs", "world_size"]
+    headers = ["Model", "Norm", "Processes", *(f"batch {b}" for b in batches), f"Δ batch {batches[-1]} − {batches[0]}"]
+    rows: list[list[Cell]] = []
+    published: dict[tuple[str, str, str], dict[int, float]] = {}
+    for (model, norm, norm_kwargs, world), group in ok.groupby(keys, sort=True):
+        errors = {int(r["batch"]): _error_pct(r["acc_top1"]) for _, r in group.iterrows()}
+        name = norm if norm_kwargs in ("{}", None) else f"{norm} {norm_kwargs}"
+        rows.append([Cell(str(model)), Cell(name), Cell(str(world)), *_error_cells(errors, batches)])
+        for _, record in group.iterrows():
+            pub = _published(record).get("acc_top1")
+            if pub is not None:
+                row = published.setdefault((str(model), name, pub["source"]), {})
+                row[int(record["batch"])] = _error_pct(pub["value"])
+    for (model, name, source), errors in sorted(published.items()):
+        cells = [Cell(model, kind="published"), Cell(f"{name} (published)", note=source, kind="published"), Cell("")]
+        rows.append(cells + [Cell(c.text, note=source, kind="published") for c in _error_cells(errors, batches)])
+    caption = ("Top-1 error (%) = 100 × (1 − top-1 accuracy) on the suite's dataset after its short training, by "
+               "images per process; the last column is the error at the smallest batch minus at the largest. "
+               "Published rows are the papers' (ImageNet, ResNet-50, full schedules): their trend, not their "
+               "values, is comparable to ours.")
+    return ViewTable("Top-1 error (%) by batch size per normalization", headers, rows, caption)
+
+
+def _error_cells(errors: dict[int, float], batches: list[int]) -> list[Cell]:
+    cells = [Cell(f"{errors[b]:.1f}" if b in errors else "–") for b in batches]
+    ends = (batches[-1], batches[0])
+    spread = f"{errors[ends[0]] - errors[ends[1]]:+.1f}" if all(b in errors for b in ends) else "–"
+    return [*cells, Cell(spread)]
+
+
+#: Extra views of a suite's records, each rendered under its table when it applies (returns a ViewTable).
+SUITE_VIEWS: tuple[Callable[[pd.DataFrame], ViewTable | None], ...] = (error_by_batch_per_norm,)
 
 
 def suite_tables(frame: pd.DataFrame) -> list[SuiteTable]:

@@ -7,6 +7,7 @@ reported as a failed outcome; the next case starts a fresh worker.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 from typing import Any
 
@@ -92,9 +93,18 @@ class WorkerProcess:
         if self._proc.is_alive():
             self._proc.kill()
             self._proc.join(5)
+        _kill_group(self._proc.pid)
         if self._conn is not None:
             self._conn.close()
         self._proc = self._conn = None
+
+
+def _kill_group(pid: int) -> None:
+    """Kill what is left of the worker's process group (torchrun and its processes); no-op if none."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _failed(error: str, duration_s: float | None) -> dict[str, Any]:

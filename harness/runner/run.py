@@ -62,6 +62,7 @@ def build_record(
     suite: Suite, case: Case, run_id: str, env: dict[str, Any], outcome: dict[str, Any]
 ) -> dict[str, Any]:
     """Return the store record of one case's outcome: identity, status, protocol, values, environment."""
+    metrics = suite.metrics_for(case)
     return {
         "run_id": run_id,
         "suite": suite.name,
@@ -71,8 +72,8 @@ def build_record(
         "error": outcome["error"] or None,
         "timestamp_utc": datetime.now(timezone.utc),
         "duration_s": outcome["duration_s"],
-        "metrics_taken": ",".join(suite.metrics),
-        "protocol_json": json.dumps({k: v.model_dump() for k, v in suite.metrics.items()}, sort_keys=True),
+        "metrics_taken": ",".join(metrics),
+        "protocol_json": json.dumps({k: v.model_dump() for k, v in metrics.items()}, sort_keys=True),
         "published_json": json.dumps(suite.published_for(case)),
         **case.storage_columns(),
         **env,
@@ -110,7 +111,6 @@ def run_suite(
     owns_worker = worker is None
     worker = worker or WorkerProcess()
     started = time.perf_counter()
-    metrics = {name: options.model_dump() for name, options in suite.metrics.items()}
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -136,6 +136,7 @@ def run_suite(
                 )
             for case in cases:
                 progress.update(task, description=f"{suite.name}: {case.label}")
+                metrics = {name: options.model_dump() for name, options in suite.metrics_for(case).items()}
                 outcome = worker.run({"case": case.to_dict(), "metrics": metrics}, suite.timeout_s)
                 record = build_record(suite, case, summary.run_id, worker.env, outcome)
                 store.append(record, columns)

@@ -2,7 +2,8 @@
 
 torch is imported once per worker and the worker is reused between cases; a case that crashes the
 process (abort, segfault, out-of-memory kill) takes only the worker down, and the parent starts a new
-one. Messages on the pipe: the worker first sends ``{"env": {...}}``; then for each task
+one. A case that runs in a torch.distributed group is launched from here through torchrun
+(:mod:`harness.runner.torchrun`). Messages on the pipe: the worker first sends ``{"env": {...}}``; then for each task
 ``{"case": {...}, "metrics": {name: options}}`` it answers ``{"status", "error", "values", "duration_s"}``;
 ``None`` asks it to exit.
 """
@@ -10,6 +11,7 @@ one. Messages on the pipe: the worker first sends ``{"env": {...}}``; then for e
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import time
 import traceback
@@ -37,6 +39,7 @@ def execute_case(case_dict: dict[str, Any], metrics: dict[str, dict[str, Any]]) 
 
     from harness.case import Case
     from harness.errors import SkipCase
+    from harness.runner.torchrun import launch, needs_group
 
     start = time.perf_counter()
     values: dict[str, Any] = {}
@@ -44,6 +47,8 @@ def execute_case(case_dict: dict[str, Any], metrics: dict[str, dict[str, Any]]) 
     default_threads = torch.get_num_threads()
     try:
         case = Case.from_dict(case_dict)
+        if needs_group(case) and not torch.distributed.is_initialized():
+            return launch(case, metrics)
         if case.threads:
             torch.set_num_threads(case.threads)
         values = measure_case(case, metrics)
@@ -59,8 +64,13 @@ def execute_case(case_dict: dict[str, Any], metrics: dict[str, dict[str, Any]]) 
 
 
 def worker_main(conn: Connection) -> None:
-    """Serve tasks from ``conn`` until it sends None or closes; Ctrl-C is left to the parent."""
+    """Serve tasks from ``conn`` until it sends None or closes; Ctrl-C is left to the parent.
+
+    The worker leads a process group of its own, so the parent can kill it together with anything it
+    launched (torchrun and its processes).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.setpgid(0, 0)
     import harness.zoo  # noqa: F401  (torch, timm and the builders load before the first case's timeout)
     from harness.env import capture
 

@@ -56,13 +56,18 @@ def _check_supported(case: Case) -> None:
 def build_model(case: Case) -> nn.Module:
     """Return the case's model with seeded random weights in eval mode, ready to measure.
 
-    Applied in order: int8 quantization (calibrated on real images) or conversion to the case's
-    device and dtype (or an autocast wrapper), channels_last, then torch.compile. Raises SkipCase for
-    combinations this machine or backend cannot run.
+    Applied in order: the normalization swap (``case.norm``), int8 quantization (calibrated on real
+    images) or conversion to the case's device and dtype (or an autocast wrapper), channels_last, then
+    torch.compile. Raises SkipCase for combinations this machine or backend cannot run.
     """
     _check_supported(case)
     torch.manual_seed(0)
     model = create_model(case.model, **dict(case.model_kwargs)).eval()
+    if case.norm != "native":
+        from harness.zoo.norms import swap_norm
+
+        device_option = {"device": case.device} if case.norm == "syncbn" else {}
+        swap_norm(model, case.norm, **dict(case.norm_kwargs), **device_option)
     if case.quant == "int8":
         from harness.zoo.quantize import calibration_batches, quantize_int8
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from harness.errors import UnknownModelError
+from harness.errors import HarnessError, UnknownModelError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -93,6 +94,8 @@ def list_models(pattern: str = "*") -> list[tuple[str, str]]:
 def create_model(name: str, *, checkpoint: str | None = None, **kwargs: Any) -> nn.Module:
     """Build the model ``name`` with random weights, or the weights of a local ``checkpoint`` file.
 
+    A timm model given ``pretrained=True`` gets timm's pretrained weights, which are downloaded from the
+    Hugging Face hub (or read from its cache): HarnessError when they cannot be had (offline, unknown).
     Raises UnknownModelError for an unknown name; see harness.zoo.weights for what a checkpoint may be.
     """
     entry = get_entry(name)
@@ -101,7 +104,14 @@ def create_model(name: str, *, checkpoint: str | None = None, **kwargs: Any) -> 
     elif name in _timm_all_names():
         import timm
 
-        model = timm.create_model(name, pretrained=False, **kwargs)
+        pretrained = bool(kwargs.pop("pretrained", False))
+        try:
+            model = timm.create_model(name, pretrained=pretrained, **kwargs)
+        except (OSError, RuntimeError) as exc:
+            if not pretrained:
+                raise
+            raise HarnessError(f"timm's pretrained weights for {name!r} could not be loaded (offline? "
+                               f"HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '')!r}): {exc}") from exc
     else:
         raise UnknownModelError(f"unknown model {name!r}: not registered in harness.zoo and not a timm model")
     if checkpoint is not None:
