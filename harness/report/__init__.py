@@ -11,7 +11,8 @@ from harness.report.tables import suite_tables
 from harness.store import ResultStore
 
 
-def _environment() -> jinja2.Environment:
+def template_environment() -> jinja2.Environment:
+    """Return the jinja2 environment of the report templates (autoescape on, strict undefined)."""
     return jinja2.Environment(
         loader=jinja2.PackageLoader("harness.report", "templates"),
         autoescape=True,
@@ -25,7 +26,7 @@ def render_report(results_dir: str | Path = "results", out_dir: str | Path = "re
     """Render ``out_dir/index.html`` from every record under ``results_dir``; return the page's path."""
     frame = ResultStore(results_dir).read()
     tables = suite_tables(frame) if not frame.empty else []
-    html = _environment().get_template("index.html.j2").render(
+    html = template_environment().get_template("index.html.j2").render(
         tables=tables,
         results_dir=str(results_dir),
         n_records=len(frame),
