@@ -1,41 +1,40 @@
-"""Rendering the results store into a static, self-contained HTML report. Reads the store only."""
+"""Rendering the results store into a static, self-contained HTML site. Reads the store only.
+
+``render_report(results_dir, out_dir)`` writes the leaderboard (``index.html``), a page per suite
+(``suite-<name>.html``) and per run (``run-<run_id>.html``), and the CSS and JS they share (``assets/``); see
+:mod:`harness.report.site` for the layout, :mod:`harness.report.tables` for the tables and
+:mod:`harness.report.plots` for the inline SVG plots.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 
 import jinja2
 
-from harness.report.tables import suite_tables
-from harness.store import ResultStore
-
 
 def template_environment() -> jinja2.Environment:
-    """Return the jinja2 environment of the report templates (autoescape on, strict undefined)."""
-    return jinja2.Environment(
+    """Return the jinja2 environment of the report templates (autoescape on, strict undefined), with the
+    filter ``cells`` (a row of :class:`~harness.report.tables.Cell` as ``<td>`` elements) and the function
+    ``header_row(headers, numeric, keys)`` (a row of sortable ``<th>``) and ``problems(items, suite_pages)`` (failed
+    and skipped cases in ``<details>``)."""
+    from harness.report.markup import cells_html, header_html, problems_html
+
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("harness.report", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["cells"] = cells_html
+    env.globals["header_row"] = header_html
+    env.globals["problems"] = problems_html
+    return env
 
 
 def render_report(results_dir: str | Path = "results", out_dir: str | Path = "reports") -> Path:
-    """Render ``out_dir/index.html`` from every record under ``results_dir``; return the page's path."""
-    frame = ResultStore(results_dir).read()
-    tables = suite_tables(frame) if not frame.empty else []
-    html = template_environment().get_template("index.html.j2").render(
-        tables=tables,
-        results_dir=str(results_dir),
-        n_records=len(frame),
-        rendered_utc=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    page = out / "index.html"
-    tmp = page.with_name(".index.html.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(page)
-    return page
+    """Render the site of every record under ``results_dir`` into ``out_dir``; return ``index.html``'s path."""
+    from harness.report.site import render_site
+
+    return render_site(results_dir, out_dir)

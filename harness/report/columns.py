@@ -34,6 +34,29 @@ DISPLAYS: tuple[Display, ...] = (
     Display("latency_repeats", "Samples", 1.0, "{:.0f}", ""),
     Display("acc_top1", "Top-1 (%)", 100.0, "{:.1f}", "higher"),
     Display("acc_top5", "Top-5 (%)", 100.0, "{:.1f}", "higher"),
+    Display("acc_ap", "AP (%)", 100.0, "{:.1f}", "higher"),
+)
+
+#: Metric columns of the leaderboard (index.html), in order; a column with no value anywhere is hidden.
+#: ``acc_ap`` is COCO box AP@[.5:.95] (0–1), shown when a detection suite writes it.
+LEADERBOARD_METRICS: tuple[str, ...] = (
+    "params", "macs", "flops", "latency_ms_median", "throughput_samples_per_s", "acc_top1", "acc_ap",
+)
+
+#: Case fields that, when not at their default, make a leaderboard row a *variant* of its model (besides
+#: the protocol fields below): column, how the variant's name shows it, default.
+VARIANT_FIELDS: tuple[tuple[str, str, object], ...] = (
+    ("precision", "{}", "convert"),
+    ("quant", "{}", "none"),
+    ("channels_last", "channels_last", False),
+    ("compile", "compile={}", "none"),
+    ("mode", "{}", "inference"),
+    ("norm", "norm={}", "native"),
+    ("norm_kwargs", "{}", "{}"),
+    ("world_size", "world={}", 1),
+    ("threads", "threads={}", None),
+    ("channels", "{}ch", 3),
+    ("model_kwargs", "{}", "{}"),
 )
 
 #: Case fields shown to identify a row, in order.

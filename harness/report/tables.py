@@ -1,4 +1,8 @@
-"""pandas transforms from the results store to the tables the report renders. Torch-free."""
+"""pandas transforms from the results store to the tables the report renders. Torch-free.
+
+Every transform works on whole columns (groupby, sort, drop_duplicates); Python loops only run over the rows
+that end up on a page (the latest record per case, the failed records of a run), never over the whole store.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +10,43 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from harness.report.columns import CASE_HEADERS, DISPLAYS, PROTOCOL_HEADERS, Display
+from harness.report.columns import (
+    CASE_HEADERS,
+    DISPLAYS,
+    LEADERBOARD_METRICS,
+    PROTOCOL_HEADERS,
+    VARIANT_FIELDS,
+    Display,
+)
+
+#: Case fields by which rows are listed in a table, in order.
+ROW_ORDER = ["model", "batch", "resolution", "device", "dtype"]
 
 
 @dataclass
 class Cell:
-    """One table cell: its text, whether it is the column's best, and an optional note (tooltip)."""
+    """One table cell: its text, whether it is the column's best, an optional note (tooltip), a CSS class
+    (``kind``), and the raw number it shows (``value``), by which the column sorts."""
 
     text: str
     best: bool = False
     note: str = ""
     kind: str = ""
+    value: float | None = None
 
 
 @dataclass
 class SuiteTable:
-    """A suite's comparison table: headers, rows of cells, and the runs and environment behind it."""
+    """A suite's comparison table: headers, rows of cells, and the runs and environment behind it.
+
+    ``numeric[i]`` says whether column ``i`` sorts as numbers (its cells carry ``value``).
+    """
 
     suite: str
     headers: list[str]
@@ -34,6 +55,7 @@ class SuiteTable:
     environment: dict[str, str]
     problems: list[dict[str, str]] = field(default_factory=list)
     views: list[ViewTable] = field(default_factory=list)
+    numeric: list[bool] = field(default_factory=list)
 
 
 @dataclass
@@ -46,20 +68,107 @@ class ViewTable:
     caption: str
 
 
+@dataclass
+class LeaderboardRow:
+    """One leaderboard row: its cells, the device and dtype it is filtered by, and the suites measuring it."""
+
+    cells: list[Cell]
+    device: str
+    dtype: str
+    suites: list[str]
+
+
+@dataclass
+class Leaderboard:
+    """The leaderboard: a row per (variant, input, batch, device, dtype) with its latest ok values.
+
+    ``keys`` are the columns' names (``data-key`` of the headers), ``numeric`` which sort as numbers;
+    ``unranked`` counts the cases that have no ok record in any suite (listed on their suite pages).
+    """
+
+    headers: list[str]
+    keys: list[str]
+    numeric: list[bool]
+    rows: list[LeaderboardRow]
+    devices: list[str]
+    dtypes: list[str]
+    unranked: int = 0
+
+
+@dataclass
+class RunSummary:
+    """One run as its page shows it: suites, time span, records per status, environment, problems."""
+
+    run_id: str
+    suites: list[str]
+    started_utc: str
+    ended_utc: str
+    records: int
+    counts: dict[str, int]
+    environment: dict[str, str]
+    problems: list[dict[str, str]] = field(default_factory=list)
+
+
+def time_keys(values: pd.Series) -> np.ndarray:
+    """Return ``values`` (timestamps) as int64 keys that sort like them (NaT first)."""
+    return pd.DatetimeIndex(values).asi8
+
+
+def last_positions(codes: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Return, for each distinct code, the position (an element of ``order``) of its last occurrence when the
+    rows are taken in ``order``; the positions come in ``order``'s order."""
+    if order.size == 0:
+        return order
+    ordered = codes[order]
+    _, first_from_end = np.unique(ordered[::-1], return_index=True)
+    return np.sort(order.size - 1 - first_from_end)
+
+
 def latest_per_case(frame: pd.DataFrame) -> pd.DataFrame:
-    """Return, per (suite, case_id), the most recent record, preferring ok records over others."""
+    """Return, per (suite, case_id), the most recent record, preferring ok records over others (rows ordered
+    by status ok last, then time)."""
     if frame.empty:
         return frame
-    ranked = frame.assign(_ok=(frame["status"] == "ok").astype(int))
-    ranked = ranked.sort_values(["_ok", "timestamp_utc"])
-    return ranked.groupby(["suite", "case_id"], sort=False).tail(1).drop(columns="_ok")
+    suites, _ = pd.factorize(frame["suite"], use_na_sentinel=False)
+    cases, case_names = pd.factorize(frame["case_id"], use_na_sentinel=False)
+    key = suites.astype(np.int64) * max(len(case_names), 1) + cases
+    ok = (frame["status"] == "ok").to_numpy(dtype=bool, na_value=False)
+    order = np.lexsort((time_keys(frame["timestamp_utc"]), ok))  # by ok, then time; stable
+    return frame.iloc[order[last_positions(key, order)]]
 
 
-def _published(record: pd.Series) -> dict[str, dict[str, Any]]:
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
+
+
+def _number(value: Any) -> float | None:
+    """Return ``value`` as a float when it is a number (not a bool, not missing), else None."""
+    if isinstance(value, (bool, np.bool_)) or _missing(value):
+        return None
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    return None
+
+
+def text(value: Any) -> str:
+    """Return a cell's text for a case field: '–' when missing, whole floats without '.0'."""
+    if _missing(value):
+        return "–"
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@lru_cache(maxsize=4096)
+def _parse_published(raw: str) -> dict[str, dict[str, Any]]:
+    return {entry["metric"]: entry for entry in json.loads(raw)} if raw else {}
+
+
+def _published(record: Any) -> dict[str, dict[str, Any]]:
     raw = record.get("published_json")
     if not isinstance(raw, str) or not raw:
         return {}
-    return {entry["metric"]: entry for entry in json.loads(raw)}
+    return _parse_published(raw)
 
 
 def _shown_metrics(records: pd.DataFrame) -> list[Display]:
@@ -76,10 +185,11 @@ def _best_values(records: pd.DataFrame, shown: list[Display]) -> dict[str, float
     return best
 
 
-def _metric_cells(record: pd.Series, d: Display, best: dict[str, float], published: dict[str, Any]) -> list[Cell]:
+def _metric_cells(record: dict[str, Any], d: Display, best: dict[str, float], published: dict[str, Any]) -> list[Cell]:
     value = record.get(d.column)
-    has_value = value is not None and not (isinstance(value, float) and math.isnan(value))
-    cells = [Cell(d.format(value) if has_value else "–", best=has_value and best.get(d.column) == value)]
+    has_value = not _missing(value)
+    cells = [Cell(d.format(value) if has_value else "–", best=has_value and best.get(d.column) == value,
+                  value=float(value) if has_value else None)]
     if d.column in published:
         pub = published[d.column]
         note = f"{pub['source']}" + (f"; convention: {pub['convention']}" if pub.get("convention") else "")
@@ -88,13 +198,39 @@ def _metric_cells(record: pd.Series, d: Display, best: dict[str, float], publish
         if not comparable:
             note += "; another setting than ours: for reference, no Δ"
         cells[0].note = f"published {d.format(pub['value'])}{delta} — {note}"
-        cells.append(Cell(d.format(pub["value"]) + delta, note=note, kind="published"))
+        cells.append(Cell(d.format(pub["value"]) + delta, note=note, kind="published", value=float(pub["value"])))
     return cells
 
 
 def _differs(value: Any, default: Any) -> bool:
-    missing = value is None or (isinstance(value, float) and math.isnan(value))
-    return not missing and value != default
+    return not _missing(value) and value != default
+
+
+def _joined(values: pd.Series) -> str:
+    return ", ".join(text(v) for v in sorted(values.dropna().unique(), key=str))
+
+
+def _environment(records: pd.DataFrame) -> dict[str, str]:
+    """Return the protocol caption of a suite's records: device, dtype, batch, threads, timer, environment."""
+    last = records.sort_values("timestamp_utc", kind="stable").iloc[-1]
+    environment: dict[str, str] = {}
+    for column, name in (("device", "device"), ("dtype", "dtype"), ("batch", "batch")):
+        if column in records:
+            environment[name] = _joined(records[column])
+    for column in ("latency_threads", "env_torch_threads"):
+        if column in records and records[column].notna().any():
+            environment["threads"] = _joined(records[column])
+            break
+    timers = _joined(records["latency_timer"]) if "latency_timer" in records else ""
+    if timers:
+        environment["timer"] = timers
+    env_keys = ["env_cpu", "env_torch_threads", "env_gpu", "env_torch", "env_timm", "env_python", "env_git_sha"]
+    for key in env_keys:
+        value = last.get(key, "")
+        if not _missing(value) and value != "":
+            environment[key.removeprefix("env_")] = text(value)
+    environment["measured_utc"] = str(last["timestamp_utc"])
+    return environment
 
 
 def suite_table(records: pd.DataFrame) -> SuiteTable:
@@ -102,23 +238,29 @@ def suite_table(records: pd.DataFrame) -> SuiteTable:
 
     Columns with a published value anywhere in the suite get a ``published (Δ)`` column beside them.
     """
-    records = records.sort_values(["model", "batch", "resolution", "device", "dtype"], kind="stable")
+    records = records.sort_values([c for c in ROW_ORDER if c in records], kind="stable")
     shown = _shown_metrics(records)
     best = _best_values(records, shown)
-    published_cols = {m for _, r in records.iterrows() for m in _published(r)}
-    identity = list(CASE_HEADERS) + [
+    published_texts = records["published_json"].dropna().unique() if "published_json" in records else []
+    published_cols = {m for raw in published_texts if isinstance(raw, str) for m in _parse_published(raw)}
+    identity = [(col, header) for col, header in CASE_HEADERS if col in records] + [
         (col, header) for col, header, default in PROTOCOL_HEADERS
-        if col in records and any(_differs(v, default) for v in records[col])
+        if col in records and any(_differs(v, default) for v in records[col].unique())
     ]
     headers = [h for _, h in identity] + ["Status"]
+    numeric = [pd.api.types.is_numeric_dtype(records[col]) and records[col].dtype != bool for col, _ in identity]
+    numeric.append(False)
     for d in shown:
         headers.append(d.header)
+        numeric.append(True)
         if d.column in published_cols:
             headers.append(f"{d.header} published (Δ)")
+            numeric.append(True)
+    needed = [c for c, _ in identity] + [d.column for d in shown] + ["status", "published_json", "label", "error"]
     rows = []
     problems = []
-    for _, record in records.iterrows():
-        row = [Cell(str(record.get(col))) for col, _ in identity]
+    for record in records[[c for c in dict.fromkeys(needed) if c in records]].to_dict("records"):
+        row = [Cell(text(record.get(col)), value=_number(record.get(col))) for col, _ in identity]
         row.append(Cell(record["status"], kind=f"status-{record['status']}"))
         published = _published(record)
         for d in shown:
@@ -128,22 +270,18 @@ def suite_table(records: pd.DataFrame) -> SuiteTable:
             row += cells
         rows.append(row)
         if record["status"] != "ok":
-            problems.append({"label": record["label"], "status": record["status"], "error": record.get("error") or ""})
-    last = records.sort_values("timestamp_utc").iloc[-1]
-    timers = sorted({str(t) for t in records.get("latency_timer", pd.Series(dtype=str)).dropna()})
-    env_keys = ["env_cpu", "env_torch_threads", "env_gpu", "env_torch", "env_timm", "env_python", "env_git_sha"]
-    environment = {k.removeprefix("env_"): str(last.get(k, "")) for k in env_keys if last.get(k, "") not in ("", None)}
-    if timers:
-        environment["timer"] = ", ".join(timers)
-    environment["measured_utc"] = str(last["timestamp_utc"])
+            error = record.get("error")
+            problems.append({"label": record["label"], "status": record["status"],
+                             "error": "" if _missing(error) else str(error)})
     return SuiteTable(
-        suite=str(last["suite"]),
+        suite=str(records["suite"].iloc[0]),
         headers=headers,
         rows=rows,
         runs=sorted(records["run_id"].unique()),
-        environment=environment,
+        environment=_environment(records),
         problems=problems,
         views=[view for make in SUITE_VIEWS if (view := make(records)) is not None],
+        numeric=numeric,
     )
 
 
@@ -161,20 +299,11 @@ def error_by_batch_per_norm(records: pd.DataFrame) -> ViewTable | None:
     if ok["norm"].nunique() < 2 or ok["batch"].nunique() < 2:
         return None
     batches = sorted(ok["batch"].unique(), reverse=True)
-    keys = ["model", "norm", "norm_kwargs", "world_size"]
     headers = ["Model", "Norm", "Processes", *(f"batch {b}" for b in batches), f"Δ batch {batches[-1]} − {batches[0]}"]
     rows: list[list[Cell]] = []
-    published: dict[tuple[str, str, str], dict[int, float]] = {}
-    for (model, norm, norm_kwargs, world), group in ok.groupby(keys, sort=True):
-        errors = {int(r["batch"]): _error_pct(r["acc_top1"]) for _, r in group.iterrows()}
-        name = norm if norm_kwargs in ("{}", None) else f"{norm} {norm_kwargs}"
-        rows.append([Cell(str(model)), Cell(name), Cell(str(world)), *_error_cells(errors, batches)])
-        for _, record in group.iterrows():
-            pub = _published(record).get("acc_top1")
-            if pub is not None:
-                row = published.setdefault((str(model), name, pub["source"]), {})
-                row[int(record["batch"])] = _error_pct(pub["value"])
-    for (model, name, source), errors in sorted(published.items()):
+    for (model, name, world), errors in error_by_batch_series(ok).items():
+        rows.append([Cell(model), Cell(name), Cell(str(world)), *_error_cells(errors, batches)])
+    for (model, name, source), errors in sorted(published_error_by_batch(ok).items()):
         cells = [Cell(model, kind="published"), Cell(f"{name} (published)", note=source, kind="published"), Cell("")]
         rows.append(cells + [Cell(c.text, note=source, kind="published") for c in _error_cells(errors, batches)])
     caption = ("Top-1 error (%) = 100 × (1 − top-1 accuracy) on the suite's dataset after its short training, by "
@@ -184,11 +313,44 @@ def error_by_batch_per_norm(records: pd.DataFrame) -> ViewTable | None:
     return ViewTable("Top-1 error (%) by batch size per normalization", headers, rows, caption)
 
 
+def _norm_name(norm: Any, norm_kwargs: Any) -> str:
+    return str(norm) if _missing(norm_kwargs) or norm_kwargs in ("{}", "") else f"{norm} {norm_kwargs}"
+
+
+def error_by_batch_series(ok: pd.DataFrame) -> dict[tuple[str, str, int], dict[int, float]]:
+    """Return ``{(model, norm name, processes): {batch: top-1 error %}}`` of ok records with ``acc_top1``,
+    in key order (the series of the error-by-batch table and plot)."""
+    keys = [c for c in ("model", "norm", "norm_kwargs", "world_size") if c in ok]
+    frame = ok.assign(_error=_error_pct(ok["acc_top1"]))
+    out: dict[tuple[str, str, int], dict[int, float]] = {}
+    for record in frame.sort_values(keys, kind="stable")[[*keys, "batch", "_error"]].to_dict("records"):
+        key = (str(record["model"]), _norm_name(record.get("norm"), record.get("norm_kwargs")),
+               int(record.get("world_size") or 1))
+        out.setdefault(key, {})[int(record["batch"])] = float(record["_error"])
+    return out
+
+
+def published_error_by_batch(ok: pd.DataFrame) -> dict[tuple[str, str, str], dict[int, float]]:
+    """Return ``{(model, norm name, source): {batch: published top-1 error %}}`` from the records'
+    published ``acc_top1`` values."""
+    out: dict[tuple[str, str, str], dict[int, float]] = {}
+    if "published_json" not in ok:
+        return out
+    columns = [c for c in ("model", "norm", "norm_kwargs", "batch", "published_json") if c in ok]
+    for record in ok[columns].to_dict("records"):
+        pub = _published(record).get("acc_top1")
+        if pub is not None:
+            name = _norm_name(record.get("norm"), record.get("norm_kwargs"))
+            out.setdefault((str(record["model"]), name, pub["source"]), {})[int(record["batch"])] = (
+                _error_pct(pub["value"]))
+    return out
+
+
 def _error_cells(errors: dict[int, float], batches: list[int]) -> list[Cell]:
-    cells = [Cell(f"{errors[b]:.1f}" if b in errors else "–") for b in batches]
+    cells = [Cell(f"{errors[b]:.1f}" if b in errors else "–", value=errors.get(b)) for b in batches]
     ends = (batches[-1], batches[0])
-    spread = f"{errors[ends[0]] - errors[ends[1]]:+.1f}" if all(b in errors for b in ends) else "–"
-    return [*cells, Cell(spread)]
+    spread = errors[ends[0]] - errors[ends[1]] if all(b in errors for b in ends) else None
+    return [*cells, Cell("–" if spread is None else f"{spread:+.1f}", value=spread)]
 
 
 #: Extra views of a suite's records, each rendered under its table when it applies (returns a ViewTable).
@@ -200,3 +362,158 @@ def suite_tables(frame: pd.DataFrame) -> list[SuiteTable]:
     latest = latest_per_case(frame)
     return [suite_table(group) for _, group in sorted(latest.groupby("suite"), key=lambda kv: kv[0])]
 
+
+# --- the leaderboard -------------------------------------------------------------------------------------
+
+
+def _column(frame: pd.DataFrame, name: str, fill: Any = "") -> pd.Series:
+    return frame[name] if name in frame else pd.Series(fill, index=frame.index)
+
+
+def variant_names(records: pd.DataFrame) -> pd.Series:
+    """Return each record's model *variant*: the model name, plus every case field that is not at its default
+    (besides resolution, batch, device and dtype), e.g. ``resnet50 int8 norm=gn {"groups": 16}``."""
+    names = records["model"].astype(str)
+    for column, fmt, default in VARIANT_FIELDS:
+        if column not in records:
+            continue
+        values = records[column]
+        present = values.notna()
+        differs = present if default is None else present & (values.astype(object) != default)
+        if differs.any():
+            parts = values[differs].map(lambda v, fmt=fmt: " " + fmt.format(text(v)))
+            names = names.where(~differs, names + parts.reindex(names.index, fill_value=""))
+    return names
+
+
+def hardware_names(records: pd.DataFrame) -> pd.Series:
+    """Return the hardware of each record: the (first) GPU's name for CUDA cases, the CPU model otherwise."""
+    gpu = _column(records, "env_gpu").fillna("").astype(str).str.split(";").str[0].str.strip()
+    cpu = _column(records, "env_cpu").fillna("").astype(str)
+    device = _column(records, "device").fillna("").astype(str)
+    return pd.Series(np.where(device.str.startswith("cuda") & (gpu != ""), gpu, cpu), index=records.index)
+
+
+#: Leaderboard identity columns: key in the page, header, source column.
+LEADERBOARD_IDENTITY: tuple[tuple[str, str], ...] = (
+    ("variant", "Model"), ("resolution", "Input (px)"), ("batch", "Batch"), ("device", "Device"),
+    ("hardware", "Hardware"), ("dtype", "Dtype"),
+)
+
+
+def leaderboard(records: pd.DataFrame) -> Leaderboard:
+    """Return the leaderboard of ``records`` (every record of the store, or the latest per case): a row per
+    (variant, resolution, batch, device, dtype) from its ok records across suites and runs, each value the
+    latest one measured (so an ok record beats a later failed one, and a run that took only some metrics
+    leaves the others as they were), the suites that measured it listed; cases with no ok record are left
+    out (counted in ``unranked``)."""
+    metrics = [d for d in DISPLAYS if d.column in LEADERBOARD_METRICS and d.column in records]
+    ok = (records["status"] == "ok").to_numpy(dtype=bool, na_value=False) if len(records) else np.zeros(0, bool)
+    metrics = [d for d in metrics if records[d.column].notna().to_numpy()[ok].any()]
+    headers = [h for _, h in LEADERBOARD_IDENTITY] + [d.header for d in metrics] + ["Measured (UTC)", "Suites"]
+    keys = [k for k, _ in LEADERBOARD_IDENTITY] + [d.column for d in metrics] + ["timestamp_utc", "suites"]
+    numeric = [k in ("resolution", "batch") for k, _ in LEADERBOARD_IDENTITY] + [True] * len(metrics) + [False] * 2
+    if not ok.any():
+        unranked = int(records["case_id"].nunique()) if len(records) else 0
+        return Leaderboard(headers, keys, numeric, [], [], [], unranked)
+    cases, case_names = pd.factorize(records["case_id"], use_na_sentinel=False)
+    has_ok = np.bincount(cases[ok], minlength=len(case_names)) > 0
+    unranked = int((~has_ok).sum())
+    positions = np.flatnonzero(ok)
+    order = positions[np.argsort(time_keys(records["timestamp_utc"])[positions], kind="stable")]
+    latest = order[last_positions(cases, order)]  # the latest ok record of each case, in time order
+    identity = ["model", "resolution", "batch", "device", "dtype", *(c for c, _, _ in VARIANT_FIELDS),
+                "env_gpu", "env_cpu", "timestamp_utc"]
+    per_case = records.iloc[latest][[c for c in dict.fromkeys(identity) if c in records]].reset_index(drop=True)
+    row_of_case = np.full(len(case_names), -1)
+    row_of_case[cases[latest]] = np.arange(latest.size)
+    for d in metrics:  # the latest non-null value of each metric
+        values = records[d.column].to_numpy(dtype=float, na_value=np.nan)
+        measured = order[~np.isnan(values[order])]
+        last = measured[last_positions(cases, measured)]
+        column = np.full(latest.size, np.nan)
+        column[row_of_case[cases[last]]] = values[last]
+        per_case[d.column] = column
+    per_case = per_case.assign(variant=variant_names(per_case), hardware=hardware_names(per_case))
+    group_keys = ["variant", "resolution", "batch", "device", "dtype"]
+    groups = per_case.groupby(group_keys, sort=False, dropna=False).ngroup().to_numpy()
+    suite_codes, suite_names = pd.factorize(records["suite"], use_na_sentinel=False)
+    pairs = np.unique(groups[row_of_case[cases[positions]]].astype(np.int64) * len(suite_names)
+                      + suite_codes[positions])
+    suites: dict[int, list[str]] = {}
+    for pair in pairs.tolist():
+        suites.setdefault(pair // len(suite_names), []).append(str(suite_names[pair % len(suite_names)]))
+    per_case["_group"] = groups
+    best = per_case.groupby("_group", sort=False).last().reset_index()  # rows are in time order: the latest
+    best = best.sort_values(["variant", "resolution", "batch", "device", "dtype"], kind="stable")
+    columns = [*group_keys, "hardware", "timestamp_utc", "_group", *(d.column for d in metrics)]
+    rows = []
+    for record in best[columns].to_dict("records"):
+        cells = [Cell(text(record[k]), value=_number(record[k]) if k in ("resolution", "batch") else None)
+                 for k, _ in LEADERBOARD_IDENTITY]
+        for d in metrics:
+            value = record[d.column]
+            cells.append(Cell("–") if _missing(value) else Cell(d.format(value), value=float(value)))
+        stamp = record["timestamp_utc"]
+        cells.append(Cell("–" if _missing(stamp) else pd.Timestamp(stamp).strftime("%Y-%m-%d %H:%M")))
+        rows.append(LeaderboardRow(cells, text(record["device"]), text(record["dtype"]),
+                                   sorted(suites[record["_group"]])))
+    return Leaderboard(headers, keys, numeric, rows, sorted(best["device"].dropna().astype(str).unique()),
+                       sorted(best["dtype"].dropna().astype(str).unique()), unranked)
+
+
+# --- runs ------------------------------------------------------------------------------------------------
+
+
+def _stamp(value: Any) -> str:
+    return "–" if _missing(value) else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def run_summaries(frame: pd.DataFrame) -> list[RunSummary]:
+    """Return a summary per run in the store (newest first): its suites, first and last record times,
+    records per status, environment (``env_*`` of its records; values that differ within the run joined
+    by ' | '), and its failed and skipped records with their errors."""
+    if frame.empty:
+        return []
+    runs, run_names = pd.factorize(frame["run_id"], use_na_sentinel=False)
+    n_runs = len(run_names)
+    times = frame["timestamp_utc"].groupby(runs)
+    started, ended = times.min(), times.max()
+    statuses, status_names = pd.factorize(frame["status"], use_na_sentinel=False)
+    counts = np.bincount(runs.astype(np.int64) * len(status_names) + statuses,
+                         minlength=n_runs * len(status_names)).reshape(n_runs, len(status_names))
+
+    def values_per_run(column: pd.Series) -> dict[int, list[str]]:
+        codes, names = pd.factorize(column, use_na_sentinel=True)
+        pairs = runs.astype(np.int64) * (len(names) + 1) + codes + 1
+        pairs = pd.unique(pairs[np.flatnonzero(np.diff(pairs, prepend=-1))])  # records of a run mostly agree
+        out: dict[int, list[str]] = {}
+        for pair in np.sort(pairs).tolist():
+            run, code = divmod(pair, len(names) + 1)
+            if code and text(names[code - 1]) != "":
+                out.setdefault(run, []).append(text(names[code - 1]))
+        return out
+
+    suites = values_per_run(frame["suite"])
+    environments: dict[int, dict[str, str]] = {}
+    for column in sorted(c for c in frame if c.startswith("env_")):
+        for run, values in values_per_run(frame[column]).items():
+            environments.setdefault(run, {})[column.removeprefix("env_")] = " | ".join(values)
+    problems: dict[str, list[dict[str, str]]] = {}
+    bad = frame.iloc[np.flatnonzero((frame["status"] != "ok").to_numpy(dtype=bool, na_value=True))]
+    bad = bad[["run_id", "suite", "label", "status", "timestamp_utc", *(["error"] if "error" in bad else [])]]
+    for record in bad.sort_values("timestamp_utc", kind="stable").to_dict("records"):
+        error = record.get("error")
+        problems.setdefault(record["run_id"], []).append({
+            "suite": str(record["suite"]), "label": str(record["label"]), "status": str(record["status"]),
+            "error": "" if _missing(error) else str(error)})
+    start_keys = time_keys(started.reindex(range(n_runs))).astype(float)
+    summaries = []
+    for run in sorted(range(n_runs), key=lambda r: (-start_keys[r], str(run_names[r]))):
+        run_id = str(run_names[run])
+        run_counts = {str(status_names[i]): int(n) for i, n in enumerate(counts[run]) if n}
+        summaries.append(RunSummary(
+            run_id=run_id, suites=sorted(suites.get(run, [])), started_utc=_stamp(started[run]),
+            ended_utc=_stamp(ended[run]), records=int(counts[run].sum()), counts=dict(sorted(run_counts.items())),
+            environment=environments.get(run, {}), problems=problems.get(run_id, [])))
+    return summaries
