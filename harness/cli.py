@@ -26,6 +26,8 @@ examples:
   harness run suites/smoke.yaml            measure the smoke suite on this machine
   harness run suites/smoke.yaml --resume   run only the cases without an ok record yet
   harness report                           render reports/index.html from results/
+  harness export --format markdown         the latest results as Markdown tables (also csv, json, pytest-benchmark)
+  harness compare RUN_A RUN_B              latency regressions of run B against run A, a verdict per case
   harness validate suites/*.yaml           check suites without running anything
   harness list models 'resnet*'            models the zoo and timm can build
   harness profile resnet50 --by op         params, MACs, FLOPs, memory access cost per op
@@ -144,6 +146,38 @@ def _model_known(name: str, err: Console) -> bool:
     return False
 
 
+def cmd_export(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """Write stored records as CSV, JSON, Markdown or pytest-benchmark JSON, to stdout or --out (atomically)."""
+    from harness.errors import HarnessError
+    from harness.export import export, write_atomically
+    from harness.store import ResultStore
+
+    frame = ResultStore(args.results).read()
+    if frame.empty:
+        err.print(f"[red]error:[/] no results in {escape(args.results)!s}; run a suite first", soft_wrap=True)
+        return EXIT_USAGE
+    for column, wanted, flag in (("suite", args.suite, "--suite"), ("run_id", args.run, "--run")):
+        if wanted:
+            known = sorted(frame[column].dropna().unique())
+            frame = frame[frame[column].isin(wanted)]
+            if frame.empty:
+                err.print(f"[red]error:[/] no record matches {flag} {escape(' '.join(wanted))}; "
+                          f"there are: {escape(', '.join(map(str, known)))}", highlight=False, soft_wrap=True)
+                return EXIT_USAGE
+    try:
+        text = export(frame, args.format, latest=not args.all)
+    except HarnessError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    if args.out is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    path = write_atomically(args.out, text)
+    which = "every record" if args.all else "latest record per case"
+    err.print(f"export: {args.format} ({which}) → {escape(str(path))}", highlight=False, soft_wrap=True)
+    return EXIT_OK
+
+
 def cmd_profile(args: argparse.Namespace, out: Console, err: Console) -> int:
     """Print a model's params, MACs, FLOPs, memory access cost, coverage and a per-layer table."""
     from rich.table import Table
@@ -222,6 +256,94 @@ def cmd_bench(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_OK
 
 
+def cmd_compare(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """Compare a candidate's records with a baseline's, case by case; exit 1 on a --fail-on verdict, 2 on bad input."""
+    from rich import box
+    from rich.table import Table
+
+    from harness.compare import (
+        ENV_KEYS,
+        PUBLISHED,
+        cases_with,
+        compare,
+        comparison_records,
+        load_side,
+        parse_verdicts,
+        verdict_counts,
+    )
+    from harness.errors import HarnessError
+    from harness.report.regressions import render_regressions
+
+    def usage(message: str) -> int:
+        err.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+
+    if not 0 < args.alpha < 1:
+        return usage(f"--alpha must lie between 0 and 1, got {args.alpha}")
+    if args.min_effect < 0:
+        return usage(f"--min-effect must be ≥ 0 (0.05 = 5%), got {args.min_effect}")
+    try:
+        fail_on = parse_verdicts(args.fail_on)
+    except ValueError as exc:
+        return usage(f"--fail-on: {exc}")
+    ignored = {k if k.startswith("env_") else f"env_{k}" for k in args.ignore_env.replace(" ", "").split(",") if k}
+    if ignored - set(ENV_KEYS):
+        return usage(f"--ignore-env: unknown key(s) {', '.join(sorted(ignored - set(ENV_KEYS)))}; "
+                     f"known: {', '.join(ENV_KEYS)}")
+    if args.candidate == PUBLISHED:
+        return usage("'published' can only be the baseline (the published values of the candidate's cases)")
+    try:
+        candidate = load_side(args.candidate, args.results)
+        baseline = load_side(args.baseline, args.results, candidate=candidate)
+    except HarnessError as exc:
+        return usage(str(exc))
+    comparison = compare(baseline, candidate, args.alpha, args.min_effect,
+                         env_keys=[k for k in ENV_KEYS if k not in ignored])
+    rows = comparison_records(comparison)
+    summary = (", ".join(f"{n} {v}" for v, n in verdict_counts(comparison).items() if n) or "no cases") + (
+        f" (alpha {args.alpha:g}, min effect {args.min_effect * 100:g}%)")
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        err.print(f"compare: {escape(summary)}", highlight=False, soft_wrap=True)
+    else:
+        colours = {"regressed": "bold red", "improved": "bold green", "changed": "yellow", "inconclusive": "yellow",
+                   "not comparable": "magenta", "missing in baseline": "cyan", "missing in candidate": "cyan",
+                   "reference": "cyan", "unchanged": "dim"}
+        several_suites = len({r["suite"] for r in rows}) > 1
+        table = Table(title=f"{escape(args.baseline)} → {escape(args.candidate)}", title_justify="left",
+                      box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("case", overflow="fold")
+        table.add_column("verdict", no_wrap=True)
+        for header in ("baseline\n(ms)", "candidate\n(ms)", "Δ\n(%)", "p", "n"):
+            table.add_column(header, justify="right", no_wrap=True)
+
+        def num(value: float | None, fmt: str, scale: float = 1.0) -> str:
+            return "" if value is None else fmt.format(value * scale)
+
+        for r in rows:
+            p = r["p_value"]
+            table.add_row(escape(f"{r['suite']} · {r['label']}" if several_suites else r["label"]),
+                          f"[{colours[r['verdict']]}]{r['verdict']}[/]", num(r["baseline_ms"], "{:.3f}"),
+                          num(r["candidate_ms"], "{:.3f}"), num(r["delta_rel"], "{:+.1f}", 100),
+                          "" if p is None else (f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"),
+                          f"{r['n_baseline']}/{r['n_candidate']}" if r["n_baseline"] or r["n_candidate"] else "")
+        out.print(table)
+        for r in rows:
+            if r["verdict"] not in ("unchanged", "reference") or any(m["verdict"] == "changed" for m in r["metrics"]):
+                out.print(f"  [{colours[r['verdict']]}]{r['verdict']}[/] {escape(r['label'])}: {escape(r['reason'])}",
+                          highlight=False, soft_wrap=True)
+        out.print(f"compare: {escape(summary)}", highlight=False, soft_wrap=True)
+    if args.html:
+        page = render_regressions(comparison, args.html, args.baseline, args.candidate)
+        err.print(f"regressions page: {escape(str(page))}", highlight=False, soft_wrap=True)
+    failing = cases_with(comparison, fail_on) if fail_on else comparison.iloc[:0]
+    if len(failing):
+        err.print(f"[red]fail:[/] {len(failing)} case(s) with a verdict in --fail-on ({escape(', '.join(fail_on))})",
+                  highlight=False, soft_wrap=True)
+        return EXIT_FAILED_CASES
+    return EXIT_OK
+
+
 def cmd_env(args: argparse.Namespace, out: Console, err: Console) -> int:
     """Print the environment capture recorded with every result."""
     from harness.env import capture
@@ -294,8 +416,14 @@ def build_parser() -> argparse.ArgumentParser:
     val.set_defaults(func=cmd_validate)
 
     rep = sub.add_parser("report", help="render the HTML report from stored results",
-                         description="Render OUT/index.html: a table per suite, a row per case (its latest "
-                         "record), best value per column in bold, published values beside measured ones.")
+                         description="Render a static site into OUT, readable from file:// (no server, nothing "
+                         "fetched): index.html, the leaderboard (a row per model variant, input, batch, device and "
+                         "dtype with its latest values; click a header to sort, filter by text, device, dtype); "
+                         "suite-NAME.html, each "
+                         "suite's table (best per column in bold, published values beside measured with Δ, the "
+                         "protocol in the caption) and plots (accuracy vs latency with the Pareto front, FLOPs vs "
+                         "latency with roofline lines, latency distributions, error vs batch per normalization, "
+                         "history across runs); run-ID.html, each run's environment and its failed and skipped cases.")
     rep.add_argument("--results", default="results", help="results directory (default: %(default)s)")
     rep.add_argument("--out", default="reports", help="output directory (default: %(default)s)")
     rep.set_defaults(func=cmd_report)
@@ -305,6 +433,24 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("what", choices=["models", "metrics"], help="what to list")
     lst.add_argument("pattern", nargs="?", default="*", help="shell-style pattern for models (default: *)")
     lst.set_defaults(func=cmd_list)
+
+    exp = sub.add_parser(
+        "export", help="write stored results as CSV, JSON, Markdown or pytest-benchmark JSON",
+        description="Write the stored records (by default the latest per suite and case, as the report shows) "
+        "to stdout or a file. csv: a row per record, every column, samples as a JSON array; json: a list of "
+        "records, samples as lists; markdown: a GitHub table per suite with units in the headers; "
+        "pytest-benchmark: the file `pytest --benchmark-json` writes, one benchmark per ok record with "
+        "latency samples, stats in seconds per call of a whole batch (`pytest-benchmark compare A.json B.json`).",
+    )
+    exp.add_argument("--results", default="results", metavar="DIR", help="results directory (default: %(default)s)")
+    exp.add_argument("--format", choices=("csv", "json", "markdown", "pytest-benchmark"), default="csv",
+                     help="output format (default: %(default)s)")
+    exp.add_argument("--suite", action="append", metavar="NAME", help="only this suite (repeatable)")
+    exp.add_argument("--run", action="append", metavar="RUN_ID", help="only this run (repeatable)")
+    exp.add_argument("--all", action="store_true",
+                     help="every record; by default only each case's latest (an ok record before a failed one)")
+    exp.add_argument("--out", metavar="FILE", help="write FILE (atomically) instead of stdout")
+    exp.set_defaults(func=cmd_export)
 
     prof = sub.add_parser(
         "profile", help="params, MACs, FLOPs, memory access cost of one model, per layer",
@@ -356,6 +502,55 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true",
                        help="print one JSON object (latency_ms_median, latency_ms_iqr, throughput, samples, ...)")
     bench.set_defaults(func=cmd_bench)
+
+    comp = sub.add_parser(
+        "compare", help="compare two runs: regressed, improved or unchanged, per case",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Compare two sets of records case by case (paired by suite and case_id, the latest ok record of each side)
+and give each case a verdict from the raw latency samples (ms per batch, lower is better):
+
+  regressed       the two-sided Mann-Whitney U test is significant at --alpha AND the median latency
+                  is at least --min-effect slower (relative to the baseline median)
+  improved        significant AND at least --min-effect faster
+  unchanged       the 95% interval of the relative change of medians (percentile bootstrap, 2000
+                  seeded resamples) lies within ±min-effect
+  inconclusive    anything else: fewer than 5 samples a side, or too noisy to tell
+  not comparable  the latency protocol, or the CPU, GPU or torch version (env_cpu, env_gpu, env_torch)
+                  differ; the reason says which
+  missing in baseline / missing in candidate   no ok record of the case on that side
+  changed         latency unchanged (or not measured) but a count (params, macs, flops, ...) or the
+                  accuracy differs
+  reference       against `published`: Δ = (measured − published) / published, nothing tested
+
+Both a test and a minimum effect: a fixed percentage alone flags noise, a test alone flags changes too
+small to matter. Exit status: 1 when a case (or one of its metrics) has a verdict named by --fail-on,
+2 for bad input, else 0.""",
+        epilog="""\
+examples:
+  harness compare results-main results-pr --fail-on regressed
+  harness compare 20261123T183208Z-cbb836 20261124T090000Z-1a2b3c --html reports/regressions.html
+  harness compare published 20261124T090000Z-1a2b3c     measured against the suites' published values""",
+    )
+    comp.add_argument("baseline", metavar="BASELINE",
+                      help="a results directory, a run id in --results (a unique prefix will do), or 'published' "
+                      "(the published values of the candidate's cases)")
+    comp.add_argument("candidate", metavar="CANDIDATE", help="a results directory or a run id in --results")
+    comp.add_argument("--results", default="results",
+                      help="results directory where run ids are looked up (default: %(default)s)")
+    comp.add_argument("--alpha", type=float, default=0.01,
+                      help="significance level of the Mann-Whitney U test (default: %(default)s)")
+    comp.add_argument("--min-effect", type=float, default=0.05, metavar="FRACTION",
+                      help="least relative change of the median latency that counts, 0.05 = 5%% (default: %(default)s)")
+    comp.add_argument("--fail-on", default="", metavar="VERDICTS",
+                      help="comma-separated verdicts that make the exit status 1, e.g. regressed,inconclusive "
+                      "(use - for spaces: not-comparable; 'missing' = both missing verdicts; default: none)")
+    comp.add_argument("--ignore-env", default="", metavar="KEYS",
+                      help="compare timings although these differ: cpu, gpu, torch (e.g. --ignore-env torch to "
+                      "measure a torch upgrade)")
+    comp.add_argument("--json", action="store_true", help="print the cases as a JSON list instead of the table")
+    comp.add_argument("--html", metavar="FILE", help="also write a self-contained regressions page to FILE")
+    comp.set_defaults(func=cmd_compare)
 
     env = sub.add_parser("env", help="print the environment recorded with every result",
                          description="Print versions (Python, torch, timm), CPU, threads, GPU and driver, "
