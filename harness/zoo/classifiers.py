@@ -443,9 +443,20 @@ class Hourglass(nn.Module):
         self.low3 = _blocks_reversed(block, nxt, cur, counts[0])
         self.up2 = upsample(cur)
 
+    def forward_levels(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Return the merged (summed) skip and up-sampled branches of every level, innermost first; the
+        last is this module's output, same shape as ``x`` (CornerNet-Saccade reads the inner ones)."""
+        low = self.low1(x)
+        if isinstance(self.low2, Hourglass):
+            inner = self.low2.forward_levels(low)
+            low = inner[-1]
+        else:
+            inner, low = [], self.low2(low)
+        return [*inner, self.up1(x) + self.up2(self.low3(low))]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the merged (summed) skip and up-sampled branches, same shape as ``x``."""
-        return self.up1(x) + self.up2(self.low3(self.low2(self.low1(x))))
+        return self.forward_levels(x)[-1]
 
 
 class StackedHourglass(nn.Module):
@@ -453,7 +464,8 @@ class StackedHourglass(nn.Module):
     classification head (global average pool + linear on the last stack's features).
 
     ``forward_features`` returns the per-stack feature maps (``dim`` channels each), which the detectors'
-    heads consume; ``forward`` classifies from the last one.
+    heads consume; ``forward`` classifies from the last one (``num_classes=0``: no classifier; ``forward``
+    returns the pooled features).
     """
 
     def __init__(
@@ -473,18 +485,25 @@ class StackedHourglass(nn.Module):
         self.merge_cnvs = nn.ModuleList(ConvNormAct(dim, dim, 1, apply_act=False) for _ in range(stacks - 1))
         self.act = nn.ReLU(inplace=True)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(dim, num_classes)
+        self.fc = nn.Linear(dim, num_classes) if num_classes else nn.Identity()
+
+    def forward_levels(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+        """Return per stack its hourglass's merged outputs of every level, innermost first (see
+        :meth:`Hourglass.forward_levels`), then the stack's feature map (N, dim, H/s, W/s), s the stem's
+        stride."""
+        inter = self.stem(x)
+        stacks = []
+        for i, (hourglass, cnv) in enumerate(zip(self.hourglasses, self.cnvs, strict=True)):
+            levels = hourglass.forward_levels(inter)
+            stacks.append([*levels, cnv(levels[-1])])
+            if i < len(self.inters):
+                merged = self.merge_inters[i](inter) + self.merge_cnvs[i](stacks[-1][-1])
+                inter = self.inters[i](self.act(merged))
+        return stacks
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return one feature map per stack, each (N, dim, H/s, W/s) with s the stem's stride."""
-        inter = self.stem(x)
-        features = []
-        for i, (hourglass, cnv) in enumerate(zip(self.hourglasses, self.cnvs, strict=True)):
-            features.append(cnv(hourglass(inter)))
-            if i < len(self.inters):
-                merged = self.merge_inters[i](inter) + self.merge_cnvs[i](features[-1])
-                inter = self.inters[i](self.act(merged))
-        return features
+        return [levels[-1] for levels in self.forward_levels(x)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return class logits of shape (N, num_classes) from the last stack's features."""
@@ -494,6 +513,26 @@ class StackedHourglass(nn.Module):
 def _nearest_upsample(_: int) -> nn.Module:
     """Return CornerNet's 2x nearest-neighbour upsampling (parameter-free)."""
     return nn.Upsample(scale_factor=2)
+
+
+#: Hourglass-104 (CornerNet §4.4): channels per hourglass level, and residual blocks per level.
+HOURGLASS104_DIMS = (256, 256, 384, 384, 384, 512)
+HOURGLASS104_COUNTS = (2, 2, 2, 2, 2, 4)
+#: CornerNet-Squeeze's hourglass (CornerNet-Lite §4.2): channels per level, and fire modules per level.
+HOURGLASS_SQUEEZE_DIMS = (256, 256, 384, 384, 512)
+HOURGLASS_SQUEEZE_COUNTS = (2, 2, 2, 2, 4)
+
+
+def residual_hourglass(
+    dims: Sequence[int], counts: Sequence[int], stacks: int = 2, num_classes: int = 1000, in_chans: int = 3
+) -> StackedHourglass:
+    """Return a stacked hourglass of CornerNet's design: a stride-4 stem (7x7/2 conv to ``dims[0]/2``, a
+    strided residual block to ``dims[0]``), ``stacks`` hourglass modules of residual blocks over ``dims``
+    (channels per level) and ``counts`` (blocks per level), nearest-neighbour upsampling. Hourglass-104
+    and CornerNet-Saccade's Hourglass-54 are two settings of it; smaller ones serve fast tests."""
+    stem = nn.Sequential(ConvNormAct(in_chans, dims[0] // 2, 7, stride=2), Residual(dims[0] // 2, dims[0], stride=2))
+    make_hourglass = partial(Hourglass, tuple(dims), tuple(counts), Residual, _nearest_upsample)
+    return StackedHourglass(stem, make_hourglass, stacks=stacks, dim=dims[0], num_classes=num_classes)
 
 
 @register_model(
@@ -510,20 +549,27 @@ def hourglass104(num_classes: int = 1000, in_chans: int = 3) -> nn.Module:
     for CornerNet also count the corner-pooling and heat/embedding/offset heads of both stacks
     (13,334,860 in the official code), which belong to the detector, not to the backbone.
     """
-    stem = nn.Sequential(ConvNormAct(in_chans, 128, 7, stride=2), Residual(128, 256, stride=2))
-    make_hourglass = partial(
-        Hourglass,
-        (256, 256, 384, 384, 384, 512),
-        (2, 2, 2, 2, 2, 4),
-        Residual,
-        _nearest_upsample,
-    )
-    return StackedHourglass(stem, make_hourglass, num_classes=num_classes)
+    return residual_hourglass(HOURGLASS104_DIMS, HOURGLASS104_COUNTS, num_classes=num_classes, in_chans=in_chans)
 
 
 def _transposed_upsample(chs: int) -> nn.Module:
     """Return CornerNet-Squeeze's 4x4 stride-2 transposed conv (it replaces nearest upsampling)."""
     return nn.ConvTranspose2d(chs, chs, 4, stride=2, padding=1)
+
+
+def fire_hourglass(
+    dims: Sequence[int], counts: Sequence[int], stacks: int = 2, num_classes: int = 1000, in_chans: int = 3
+) -> StackedHourglass:
+    """Return a stacked hourglass of CornerNet-Squeeze's design: a stride-8 stem (7x7/2 conv to
+    ``dims[0]/2``, two strided residual blocks to ``dims[0]``), ``stacks`` hourglass modules of fire
+    modules over ``dims`` and ``counts``, 4x4 transposed-conv upsampling."""
+    stem = nn.Sequential(
+        ConvNormAct(in_chans, dims[0] // 2, 7, stride=2),
+        Residual(dims[0] // 2, dims[0], stride=2),
+        Residual(dims[0], dims[0], stride=2),
+    )
+    make_hourglass = partial(Hourglass, tuple(dims), tuple(counts), Fire, _transposed_upsample)
+    return StackedHourglass(stem, make_hourglass, stacks=stacks, dim=dims[0], num_classes=num_classes)
 
 
 @register_model(
@@ -537,8 +583,4 @@ def hourglass_squeeze(num_classes: int = 1000, in_chans: int = 3) -> nn.Module:
     classification head. The paper gives no parameter count; the official code's backbone has
     24,728,448 (its detection heads add 7,043,404), which the test checks.
     """
-    stem = nn.Sequential(
-        ConvNormAct(in_chans, 128, 7, stride=2), Residual(128, 256, stride=2), Residual(256, 256, stride=2)
-    )
-    make_hourglass = partial(Hourglass, (256, 256, 384, 384, 512), (2, 2, 2, 2, 4), Fire, _transposed_upsample)
-    return StackedHourglass(stem, make_hourglass, num_classes=num_classes)
+    return fire_hourglass(HOURGLASS_SQUEEZE_DIMS, HOURGLASS_SQUEEZE_COUNTS, num_classes=num_classes, in_chans=in_chans)
