@@ -23,6 +23,10 @@ MODES = ("inference", "train")
 #: Normalization kinds (harness.zoo.norms): ``native`` keeps the model's own layers.
 NORMS = ("native", "bn", "gn", "ln", "ln2d", "in", "sn", "syncbn")
 
+#: Post-processing of a detector's candidates (harness.zoo.detectors.postprocess.METHODS): ``default`` keeps
+#: the detector's own (its paper's).
+POSTPROCESS = ("default", "none", "nms", "batched_nms", "soft_nms_linear", "soft_nms_gaussian", "diou_nms")
+
 #: Fields holding keyword arguments: tuples of sorted (name, value) pairs, dicts in suites and storage.
 KWARGS_FIELDS = ("model_kwargs", "norm_kwargs")
 
@@ -40,7 +44,8 @@ class Case:
     ``norm``: every BatchNorm swapped for that normalization kind (``norm_kwargs`` its options, e.g.
     ``groups``), or ``native``. ``world_size``: processes (one per GPU on CUDA) in a torch.distributed
     group that run the case together, ``batch`` images each (the per-device batch); above 1, or with
-    ``syncbn``, the case is launched through torchrun.
+    ``syncbn``, the case is launched through torchrun. ``postprocess``: a detector's suppression of
+    overlapping detections (NMS, Soft-NMS, ...), or ``default``, its paper's.
     """
 
     model: str
@@ -59,6 +64,7 @@ class Case:
     norm: str = "native"
     norm_kwargs: tuple[tuple[str, Any], ...] = field(default=())
     world_size: int = 1
+    postprocess: str = "default"
 
     @property
     def case_id(self) -> str:
@@ -91,6 +97,7 @@ class Case:
             self.mode: self.mode != "inference",
             f"norm={self.norm}": self.norm != "native",
             f"world={self.world_size}": self.world_size != 1,
+            f"post={self.postprocess}": self.postprocess != "default",
         }
         text += "".join(f" {name}" for name, shown in extras.items() if shown)
         for kwargs in (self.model_kwargs, self.norm_kwargs):
@@ -149,4 +156,5 @@ CASE_COLUMNS: dict[str, str] = {
     "norm": "string",
     "norm_kwargs": "string",
     "world_size": "int64",
+    "postprocess": "string",
 }

@@ -207,6 +207,9 @@ def cmd_profile(args: argparse.Namespace, out: Console, err: Console) -> int:
               highlight=False, soft_wrap=True)
     if t["uncounted"]:
         out.print(f"[yellow]ops without a formula:[/] {escape(json.dumps(t['uncounted']))}", soft_wrap=True)
+    if t["data_dependent"]:
+        out.print(f"[yellow]data-dependent ops[/] (output size depends on values; counts after them hold for this "
+                  f"input only): {escape(json.dumps(t['data_dependent']))}", soft_wrap=True)
     return EXIT_OK
 
 
@@ -354,6 +357,24 @@ def cmd_env(args: argparse.Namespace, out: Console, err: Console) -> int:
     else:
         for key, value in env.items():
             out.print(f"{key.removeprefix('env_'):>16}: {value}", highlight=False, soft_wrap=True)
+    return EXIT_OK
+
+
+def cmd_coco_eval(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """Print COCOeval's 12 box stats of a COCO results file against COCO annotations; exit 2 on bad input."""
+    from harness.errors import HarnessError
+    from harness.metrics.coco import evaluate, summary_lines
+
+    try:
+        stats = evaluate(args.annotations, args.detections, args.evaluator)
+    except HarnessError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(stats))
+    else:
+        for line in summary_lines(stats):
+            out.print(escape(line), highlight=False, soft_wrap=True)
     return EXIT_OK
 
 
@@ -551,6 +572,24 @@ examples:
     comp.add_argument("--json", action="store_true", help="print the cases as a JSON list instead of the table")
     comp.add_argument("--html", metavar="FILE", help="also write a self-contained regressions page to FILE")
     comp.set_defaults(func=cmd_compare)
+
+    from harness.metrics.coco import EVALUATORS
+
+    coco = sub.add_parser(
+        "coco-eval", help="COCO box AP and AR of a detections file against COCO annotations",
+        description="Evaluate COCO results (a JSON list of {image_id, category_id, bbox: [x, y, width, height] "
+        "in pixels, score}) against COCO instances annotations (images, annotations, categories) with COCOeval: "
+        "iouType bbox, IoU 0.50:0.05:0.95, maxDets 1/10/100, areas (px²) small < 32², medium < 96², large ≥ 96². "
+        "Prints its 12 summary stats (AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl; fractions "
+        "0-1, -1 where no object of that area exists). Exit status 2 for a missing or invalid file.",
+    )
+    coco.add_argument("annotations", metavar="ANNOTATIONS", help="COCO instances json (e.g. instances_val2017.json)")
+    coco.add_argument("detections", metavar="DETECTIONS", help="COCO results json: a list of detections")
+    coco.add_argument("--evaluator", choices=list(EVALUATORS), default="faster",
+                      help="faster: faster-coco-eval (same numbers, faster); pycocotools: the reference "
+                      "(default: %(default)s)")
+    coco.add_argument("--json", action="store_true", help="print one JSON object {AP: ..., ..., ARl: ...}")
+    coco.set_defaults(func=cmd_coco_eval)
 
     env = sub.add_parser("env", help="print the environment recorded with every result",
                          description="Print versions (Python, torch, timm), CPU, threads, GPU and driver, "

@@ -35,7 +35,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, create_model
 
-from harness.case import COMPILE_MODES, DEVICES, DTYPES, MODES, NORMS, PRECISION_MODES, QUANT, Case
+from harness.case import COMPILE_MODES, DEVICES, DTYPES, MODES, NORMS, POSTPROCESS, PRECISION_MODES, QUANT, Case
 from harness.errors import HarnessError
 from harness.yaml_lines import LoadedYaml, YamlSyntaxError, load_yaml_with_lines
 
@@ -59,6 +59,7 @@ AXIS_TYPES: dict[str, Any] = {
     "norm": Literal[NORMS],
     "norm_kwargs": dict[str, Any],
     "world_size": PositiveInt,
+    "postprocess": Literal[POSTPROCESS],
 }
 
 _FORBID = ConfigDict(extra="forbid")

@@ -111,12 +111,18 @@ def train_classifier(
         optimizer.step()
         losses.append(float(loss.detach()))
     model.eval()
+    return loss_summary(losses, time.perf_counter() - start)
+
+
+def loss_summary(losses: list[float], seconds: float) -> dict[str, float | int]:
+    """Return ``train_steps``, ``train_loss_first`` / ``train_loss_last`` (mean loss of the first / last tenth
+    of the steps) and ``train_s`` (seconds) of a training whose step losses were ``losses``."""
     tenth = max(1, len(losses) // 10)
     return {
         "train_steps": len(losses),
         "train_loss_first": sum(losses[:tenth]) / tenth,
         "train_loss_last": sum(losses[-tenth:]) / tenth,
-        "train_s": time.perf_counter() - start,
+        "train_s": seconds,
     }
 
 

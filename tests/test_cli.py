@@ -10,7 +10,7 @@ import pytest
 
 from harness.cli import build_parser, main
 
-COMMANDS = ["run", "validate", "report", "list", "env", "export", "profile", "bench", "compare"]
+COMMANDS = ["run", "validate", "report", "list", "env", "export", "profile", "bench", "compare", "coco-eval"]
 
 
 @pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])

@@ -552,3 +552,29 @@ def test_falls_back_to_real_tensors_when_fake_run_raises() -> None:
     assert values["complexity_method"] == "real"
     assert values["train_macs"] == 2 * values["macs"]
     assert model.conv.weight.grad is None
+
+
+class _CachingPeakFinder(nn.Module):
+    """Like torchvision's anchor generator, caches tensors on itself in forward; then keeps the values above
+    their mean (a data-dependent output size, which fails on meta and fake tensors)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.cells = [torch.zeros(2)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.cells = [c.to(x.device) for c in self.cells]
+        y = self.conv(x).flatten()
+        return y[(y > y.mean()).nonzero()[:, 0]].sum() + self.cells[0].sum()
+
+
+def test_data_dependent_ops_are_named_and_caches_survive_the_fallbacks():
+    model = _CachingPeakFinder().eval()
+    result = count(model, torch.randn(1, 3, 8, 8))
+    assert result.method == "real" and "meta" in result.fallback_reason and "fake" in result.fallback_reason
+    assert result.data_dependent == {"aten.nonzero": 1}
+    assert result.total.macs == 4 * 3 * 9 * 64  # the convolution, counted on the real run
+    assert model.cells[0].device.type == "cpu" and type(model.cells[0]) is torch.Tensor  # not left meta or fake
+    record = measure(model, torch.randn(1, 3, 8, 8), Case("cache"), Options())
+    assert json.loads(record["complexity_data_dependent"]) == {"aten.nonzero": 1}

@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,8 @@ def split_indices(targets: np.ndarray) -> dict[str, np.ndarray]:
     return {"train": np.flatnonzero(~in_test), "test": np.flatnonzero(in_test)}
 
 
-def _write_images(folder: Path) -> dict[str, int]:
-    """Write every digit as a PNG under ``folder/<split>/<class>/``; return the image count of each split."""
+def _write_images(folder: Path) -> dict[str, Any]:
+    """Write every digit as a PNG under ``folder/<split>/<class>/``; return the manifest's counts."""
     from PIL import Image
     from sklearn.datasets import load_digits
 
@@ -81,15 +82,46 @@ def _write_images(folder: Path) -> dict[str, int]:
             class_dir.mkdir(parents=True, exist_ok=True)
             Image.fromarray(pixels[index]).convert("RGB").save(class_dir / f"{index:04d}.png")
         counts[split] = len(indices)
-    return counts
+    return {"images": counts, "classes": 10}
 
 
-def _manifest_matches(root: Path) -> bool:
+def _manifest_matches(root: Path, expected: dict[str, Any]) -> bool:
     try:
         manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return {k: manifest.get(k) for k in MANIFEST} == MANIFEST
+    return {k: manifest.get(k) for k in expected} == expected
+
+
+def write_once(root: Path, manifest: dict[str, Any], write: Callable[[Path], dict[str, Any]]) -> Path:
+    """Return ``root`` after making sure it holds the folder ``manifest`` describes, writing it when missing or stale.
+
+    ``write(folder)`` fills an empty staging folder beside ``root`` and returns entries added to the manifest
+    (counts); the staging folder is then renamed to ``root``, so a reader never sees a half-written folder
+    and concurrent writers do not collide. A folder whose ``manifest.json`` lacks or differs in a key of
+    ``manifest`` is rebuilt; a folder without ``manifest.json`` is never touched (HarnessError).
+    """
+    if _manifest_matches(root, manifest):
+        return root
+    if root.exists() and not (root / "manifest.json").exists():
+        raise HarnessError(f"{root} exists but was not written by the harness (no manifest.json): move it away")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        written = manifest | write(staging)
+        (staging / "manifest.json").write_text(json.dumps(written, indent=2) + "\n", encoding="utf-8")
+        if root.exists() and not _manifest_matches(root, manifest):  # stale: written by another version
+            trash = Path(tempfile.mkdtemp(prefix=f".{root.name}-stale-", dir=root.parent))
+            root.rename(trash / root.name)
+            shutil.rmtree(trash, ignore_errors=True)
+        try:
+            staging.rename(root)
+        except OSError:
+            if not _manifest_matches(root, manifest):  # otherwise another process renamed its valid folder first
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return root
 
 
 def digits_root(root: Path | None = None) -> Path:
@@ -97,26 +129,4 @@ def digits_root(root: Path | None = None) -> Path:
 
     ``root`` defaults to ``data_home() / "digits"``. A second call finds the folder and writes nothing.
     """
-    root = Path(root) if root is not None else data_home() / NAME
-    if _manifest_matches(root):
-        return root
-    if root.exists() and not (root / "manifest.json").exists():
-        raise HarnessError(f"{root} exists but is not a harness digits folder (no manifest.json): move it away")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
-        counts = _write_images(staging)
-        manifest = MANIFEST | {"images": counts, "classes": 10}
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        if root.exists() and not _manifest_matches(root):  # stale: written by another version of this module
-            trash = Path(tempfile.mkdtemp(prefix=f".{root.name}-stale-", dir=root.parent))
-            root.rename(trash / root.name)
-            shutil.rmtree(trash, ignore_errors=True)
-        try:
-            staging.rename(root)
-        except OSError:
-            if not _manifest_matches(root):  # otherwise another process renamed its valid folder first
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return root
+    return write_once(Path(root) if root is not None else data_home() / NAME, MANIFEST, _write_images)

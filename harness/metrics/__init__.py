@@ -18,6 +18,7 @@ from types import ModuleType
 
 METRIC_MODULES: dict[str, str] = {
     "accuracy": "harness.metrics.accuracy",
+    "detection": "harness.metrics.detection",
     "complexity": "harness.metrics.complexity",
     "energy": "harness.metrics.energy",
     "latency": "harness.metrics.latency",

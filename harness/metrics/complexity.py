@@ -100,6 +100,7 @@ COLUMNS: dict[str, str] = {
     "activations": "int64",
     "complexity_coverage": "float64",
     "complexity_uncounted": "string",
+    "complexity_data_dependent": "string",
     "complexity_method": "string",
     "complexity_breakdown": "string",
     "train_macs": "int64",
@@ -108,6 +109,15 @@ COLUMNS: dict[str, str] = {
 }
 
 DTYPE_BYTES: dict[str, int] = {"fp32": 4, "fp16": 2, "bf16": 2}
+
+#: Ops whose output size depends on the values of their inputs, not only on their shapes (a detector's
+#: region proposals after NMS, the peaks above a threshold): every count downstream of one of them holds for
+#: the input it was counted on, not for every input. Reported by name with their calls
+#: (``complexity_data_dependent``), so a detector's count says which parts are data-dependent.
+DATA_DEPENDENT: frozenset[str] = frozenset({
+    "aten.nonzero", "aten.argwhere", "aten.masked_select", "aten._unique2", "aten.unique_dim",
+    "aten.unique_consecutive", "aten.masked_scatter", "torchvision.nms", "torchvision.batched_nms",
+})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -774,6 +784,11 @@ class ComplexityCount:
     fallback_reason: str | None = None
 
     @property
+    def data_dependent(self) -> dict[str, int]:
+        """Return ``{op: calls}`` of the executed ops in :data:`DATA_DEPENDENT` (empty for a plain network)."""
+        return {name: n for name, n in sorted(self.calls.items()) if name in DATA_DEPENDENT}
+
+    @property
     def coverage(self) -> float:
         """Return the share (0..1) of executed op calls that had a formula or were zero-cost."""
         calls = sum(self.calls.values())
@@ -856,6 +871,24 @@ def _module_modes(model: nn.Module, training: bool) -> Iterator[None]:
             module.training = flag
 
 
+@contextmanager
+def _tensor_attributes_kept(model: nn.Module) -> Iterator[None]:
+    """Restore, after the block, every module attribute holding a tensor or a list/tuple of tensors that is
+    neither a parameter nor a buffer (caches such as torchvision's anchor generator's ``cell_anchors``, which
+    a forward on meta or fake tensors would otherwise leave holding meta or fake tensors)."""
+    kept = []
+    for module in model.modules():
+        for name, value in vars(module).items():
+            items = value if isinstance(value, (list, tuple)) else (value,)
+            if items and all(isinstance(item, torch.Tensor) for item in items):
+                kept.append((module, name, value))
+    try:
+        yield
+    finally:
+        for module, name, value in kept:
+            setattr(module, name, value)
+
+
 def _to_fake(mode: FakeTensorMode, tensor: torch.Tensor) -> torch.Tensor:
     """Return a fake tensor with ``tensor``'s shape, strides, dtype, device and requires_grad flag.
 
@@ -884,7 +917,7 @@ def _count_fake(model: nn.Module, inputs: Any, dtype_bytes: int, training: bool)
     named = [*model.named_parameters(), *model.named_buffers()]
     state = {name: _to_fake(mode, tensor) for name, tensor in named}
     fake_inputs = tree_map_only(torch.Tensor, lambda t: _to_fake(mode, t), inputs)
-    with _module_modes(model, training), mode, ModuleTracker() as tracker:
+    with _module_modes(model, training), _tensor_attributes_kept(model), mode, ModuleTracker() as tracker:
         tally = _Tally(dtype_bytes, tracker)
         _run(model, state, fake_inputs, tally, training)
     return tally.result("fake")
@@ -902,7 +935,7 @@ def _count_meta(model: nn.Module, inputs: Any, dtype_bytes: int, training: bool)
     in tensors of a real device (a constant made on the CPU in forward, say); the caller falls back."""
     state = {name: _to_meta(t) for name, t in [*model.named_parameters(), *model.named_buffers()]}
     meta_inputs = tree_map_only(torch.Tensor, _to_meta, inputs)
-    with _module_modes(model, training), ModuleTracker() as tracker:
+    with _module_modes(model, training), _tensor_attributes_kept(model), ModuleTracker() as tracker:
         tally = _Tally(dtype_bytes, tracker)
         _run(model, state, meta_inputs, tally, training)
     return tally.result("meta")
@@ -987,6 +1020,7 @@ def measure(model: nn.Module, inputs: Any, case: Case, options: Options) -> dict
         "activations": forward.total.activations,
         "complexity_coverage": forward.coverage,
         "complexity_uncounted": json.dumps(dict(sorted(forward.uncounted.items()))),
+        "complexity_data_dependent": json.dumps(forward.data_dependent),
         "complexity_method": _method(forward, train),
         "complexity_breakdown": None if options.by == "none" else _breakdown(forward, options.by),
         "train_macs": train.total.macs if train else None,

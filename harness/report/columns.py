@@ -35,12 +35,22 @@ DISPLAYS: tuple[Display, ...] = (
     Display("acc_top1", "Top-1 (%)", 100.0, "{:.1f}", "higher"),
     Display("acc_top5", "Top-5 (%)", 100.0, "{:.1f}", "higher"),
     Display("acc_ap", "AP (%)", 100.0, "{:.1f}", "higher"),
+    Display("acc_ap50", "AP50 (%)", 100.0, "{:.1f}", "higher"),
+    Display("acc_aps", "APs (%)", 100.0, "{:.1f}", "higher"),
+    Display("acc_apm", "APm (%)", 100.0, "{:.1f}", "higher"),
+    Display("acc_apl", "APl (%)", 100.0, "{:.1f}", "higher"),
+    Display("det_pre_ms_median", "Pre (ms)", 1.0, "{:.2f}"),
+    Display("det_network_ms_median", "Network (ms)", 1.0, "{:.2f}"),
+    Display("det_post_ms_median", "Post (ms)", 1.0, "{:.2f}"),
+    Display("det_total_ms_median", "Total (ms)", 1.0, "{:.2f}"),
+    Display("det_fps", "FPS (img/s)", 1.0, "{:.1f}", "higher"),
+    Display("det_detections_per_image", "Dets/img", 1.0, "{:.1f}", ""),
 )
 
 #: Metric columns of the leaderboard (index.html), in order; a column with no value anywhere is hidden.
 #: ``acc_ap`` is COCO box AP@[.5:.95] (0–1), shown when a detection suite writes it.
 LEADERBOARD_METRICS: tuple[str, ...] = (
-    "params", "macs", "flops", "latency_ms_median", "throughput_samples_per_s", "acc_top1", "acc_ap",
+    "params", "macs", "flops", "latency_ms_median", "throughput_samples_per_s", "acc_top1", "acc_ap", "det_fps",
 )
 
 #: Case fields that, when not at their default, make a leaderboard row a *variant* of its model (besides
@@ -54,6 +64,7 @@ VARIANT_FIELDS: tuple[tuple[str, str, object], ...] = (
     ("norm", "norm={}", "native"),
     ("norm_kwargs", "{}", "{}"),
     ("world_size", "world={}", 1),
+    ("postprocess", "post={}", "default"),
     ("threads", "threads={}", None),
     ("channels", "{}ch", 3),
     ("model_kwargs", "{}", "{}"),
@@ -81,4 +92,5 @@ PROTOCOL_HEADERS: tuple[tuple[str, str, object], ...] = (
     ("norm", "Norm", "native"),
     ("norm_kwargs", "Norm options", "{}"),
     ("world_size", "Processes", 1),
+    ("postprocess", "Post-processing", "default"),
 )

@@ -353,8 +353,59 @@ def _error_cells(errors: dict[int, float], batches: list[int]) -> list[Cell]:
     return [*cells, Cell("–" if spread is None else f"{spread:+.1f}", value=spread)]
 
 
+#: The detector table's metric columns: column, header, scale (COCO stats are fractions, shown in %).
+DETECTOR_COLUMNS: tuple[tuple[str, str, float], ...] = (
+    ("det_fps", "FPS", 1.0), ("acc_ap", "AP", 100.0), ("acc_aps", "APs", 100.0), ("acc_apm", "APm", 100.0),
+    ("acc_apl", "APl", 100.0),
+)
+
+
+def _detector_cell(value: Any, scale: float, best: float | None, kind: str = "", note: str = "") -> Cell:
+    if _missing(value) or value < 0:  # COCOeval's -1: no object of that size
+        return Cell("–", kind=kind, note=note)
+    shown = float(value) * scale
+    return Cell(f"{shown:.1f}", best=best is not None and float(value) == best, kind=kind, note=note, value=shown)
+
+
+def detectors_table(records: pd.DataFrame) -> ViewTable | None:
+    """Return the notes' detector table — Methods | Backbone | FPS | AP | APs | APm | APl — a row per ok record
+    with split timing (``det_fps``), its published row (FPS and AP as the paper gives them) beneath it, the best
+    measured value per column in bold; None when the suite timed no detector."""
+    if "det_fps" not in records:
+        return None
+    ok = records[(records["status"] == "ok") & records["det_fps"].notna()]
+    if ok.empty:
+        return None
+    ok = ok.sort_values([c for c in ROW_ORDER if c in ok], kind="stable")
+    columns = [(c, h, k) for c, h, k in DETECTOR_COLUMNS if c in ok]
+    best = {c: float(ok.loc[ok[c] >= 0, c].max()) for c, _, _ in columns if (ok[c] >= 0).any()}
+    headers = ["Methods", "Backbone", "Input (px)", "Device", "Batch", "Post-processing", *(h for _, h, _ in columns)]
+    rows: list[list[Cell]] = []
+    for record in ok.to_dict("records"):
+        ident = [Cell(text(record.get("det_method"))), Cell(text(record.get("det_backbone"))),
+                 Cell(text(record["resolution"]), value=float(record["resolution"])), Cell(text(record["device"])),
+                 Cell(text(record["batch"]), value=float(record["batch"])), Cell(text(record.get("det_postprocess")))]
+        rows.append(ident + [_detector_cell(record.get(c), k, best.get(c)) for c, _, k in columns])
+        published = _published(record)
+        if any(c in published for c, _, _ in columns):
+            sources = sorted({published[c]["source"] for c, _, _ in columns if c in published})
+            note = "; ".join(sources)
+            cells = [Cell(f"{text(record.get('det_method'))} (published)", note=note, kind="published"),
+                     *(Cell("", kind="published") for _ in range(5))]
+            for c, _, k in columns:
+                entry = published.get(c) or {}
+                where = f"{entry.get('source', '')} {entry.get('convention', '')}".strip()
+                cells.append(_detector_cell(entry.get("value"), k, None, "published", where))
+            rows.append(cells)
+    caption = ("FPS = images per second of the whole pipeline (pre-processing, network, post-processing) on the "
+               "suite's real images, batch as shown; AP, APs, APm, APl = COCO box AP@[.5:.95] overall and for small, "
+               "medium and large objects (%), on the suite's dataset. Published rows are the papers' (COCO "
+               "test-dev, their GPUs and trained weights): beside ours, not comparable to them number for number.")
+    return ViewTable("Detectors (Methods | Backbone | FPS | AP | APs | APm | APl)", headers, rows, caption)
+
+
 #: Extra views of a suite's records, each rendered under its table when it applies (returns a ViewTable).
-SUITE_VIEWS: tuple[Callable[[pd.DataFrame], ViewTable | None], ...] = (error_by_batch_per_norm,)
+SUITE_VIEWS: tuple[Callable[[pd.DataFrame], ViewTable | None], ...] = (error_by_batch_per_norm, detectors_table)
 
 
 def suite_tables(frame: pd.DataFrame) -> list[SuiteTable]:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from harness.case import Case
-from harness.errors import SkipCase
+from harness.errors import HarnessError, SkipCase
 from harness.zoo.registry import create_model
 
 TORCH_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -53,16 +53,30 @@ def _check_supported(case: Case) -> None:
         raise SkipCase("precision autocast needs dtype fp16 or bf16")
 
 
+def _apply_detector_fields(model: nn.Module, case: Case) -> None:
+    """Set a detector's input side to the case's resolution and its suppression to the case's
+    ``postprocess``; HarnessError when a case asks a model that is not a detector for a post-processing."""
+    from harness.zoo.detectors import Detector
+
+    if isinstance(model, Detector):
+        model.input_size = case.resolution
+        model.suppression = model.suppression.with_method(case.postprocess)
+    elif case.postprocess != "default":
+        raise HarnessError(f"postprocess {case.postprocess!r} applies to detectors only; {case.model!r} is not one")
+
+
 def build_model(case: Case) -> nn.Module:
     """Return the case's model with seeded random weights in eval mode, ready to measure.
 
-    Applied in order: the normalization swap (``case.norm``), int8 quantization (calibrated on real
-    images) or conversion to the case's device and dtype (or an autocast wrapper), channels_last, then
-    torch.compile. Raises SkipCase for combinations this machine or backend cannot run.
+    Applied in order: a detector's input size and post-processing, the normalization swap (``case.norm``),
+    int8 quantization (calibrated on real images) or conversion to the case's device and dtype (or an
+    autocast wrapper), channels_last, then torch.compile. Raises SkipCase for combinations this machine or
+    backend cannot run.
     """
     _check_supported(case)
     torch.manual_seed(0)
     model = create_model(case.model, **dict(case.model_kwargs)).eval()
+    _apply_detector_fields(model, case)
     if case.norm != "native":
         from harness.zoo.norms import swap_norm
 

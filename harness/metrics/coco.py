@@ -1,0 +1,247 @@
+"""COCO box evaluation as a library: read COCO json with clear errors, turn detections into COCO results, and
+compute COCOeval's 12 summary stats. Not a metric family: the detection metric and ``harness coco-eval`` use it.
+
+- **Protocol**: COCOeval with ``iouType="bbox"`` and its default parameters (IoU thresholds 0.50:0.05:0.95,
+  101 recall points, maxDets 1, 10, 100, areas in px² all / small < 32² / medium < 96² / large ≥ 96²):
+  ``evaluate()``, ``accumulate()``, ``summarize()``, then its ``stats`` in the order of :data:`STAT_NAMES`.
+- **Evaluators** (:data:`EVALUATORS`): ``faster`` (faster-coco-eval, the default: the same numbers within 2e-16
+  on the cocoapi golden set, in 0.14 s instead of 0.9 s) and ``pycocotools`` (the reference implementation).
+  Their console output (pycocotools prints its progress and summary to stdout) is swallowed; faster-coco-eval
+  logs through ``logging`` at DEBUG/INFO level only.
+- **Values**: AP and AR are fractions 0…1; a stat is −1 where the annotations hold no (non-crowd) object in
+  its area range. With no detections at all every stat is 0 where there are objects and −1 where there are
+  none (both evaluators; pycocotools' ``loadRes`` crashes on an empty list, so this module builds the empty
+  results itself).
+- **Checks** (HarnessError naming the file): missing file, invalid JSON (line and column), a json without the
+  ``images``/``annotations``/``categories`` lists or with entries lacking the keys COCOeval reads
+  (:data:`INSTANCE_KEYS`), a detection whose ``image_id`` is not an image of the annotations or whose
+  ``category_id`` is not one of their categories (COCOeval would silently ignore it), a ``bbox`` (detected or
+  annotated) that is not ``[x, y, width, height]`` of finite numbers with width and height ≥ 0, a score that
+  is not a finite number.
+
+The readers are torch-free (the ``harness coco-eval`` command does not import torch);
+:mod:`harness.data.coco` builds its dataset on :func:`read_instances`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import HarnessError
+
+#: COCOeval's summary stats in ``stats`` order: name -> (precision or recall, IoU, area range, maxDets).
+STATS: dict[str, tuple[str, str, str, int]] = {
+    "AP": ("AP", "0.50:0.95", "all", 100),
+    "AP50": ("AP", "0.50", "all", 100),
+    "AP75": ("AP", "0.75", "all", 100),
+    "APs": ("AP", "0.50:0.95", "small", 100),
+    "APm": ("AP", "0.50:0.95", "medium", 100),
+    "APl": ("AP", "0.50:0.95", "large", 100),
+    "AR1": ("AR", "0.50:0.95", "all", 1),
+    "AR10": ("AR", "0.50:0.95", "all", 10),
+    "AR100": ("AR", "0.50:0.95", "all", 100),
+    "ARs": ("AR", "0.50:0.95", "small", 100),
+    "ARm": ("AR", "0.50:0.95", "medium", 100),
+    "ARl": ("AR", "0.50:0.95", "large", 100),
+}
+STAT_NAMES: tuple[str, ...] = tuple(STATS)
+#: Keys each entry of an instances json's lists must have (what COCOeval reads).
+INSTANCE_KEYS: dict[str, tuple[str, ...]] = {
+    "images": ("id",),
+    "annotations": ("id", "image_id", "category_id", "bbox", "area"),
+    "categories": ("id", "name"),
+}
+DETECTION_KEYS = ("image_id", "category_id", "bbox", "score")
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """A COCOeval implementation: the pip package that provides it and a function importing its
+    ``(COCO, COCOeval)`` classes."""
+
+    package: str
+    classes: Callable[[], tuple[type, type]]
+
+
+def _faster_coco_eval() -> tuple[type, type]:
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    return COCO, COCOeval_faster
+
+
+def _pycocotools() -> tuple[type, type]:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    return COCO, COCOeval
+
+
+EVALUATORS: dict[str, Evaluator] = {
+    "faster": Evaluator("faster-coco-eval", _faster_coco_eval),
+    "pycocotools": Evaluator("pycocotools", _pycocotools),
+}
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """Return the parsed content of the JSON file ``path``; HarnessError naming the file (``what`` it should be)
+    when it is missing or unreadable, and its line and column when it is not valid JSON."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise HarnessError(f"{path}: no such {what}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"{path}: cannot read the {what}: {exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HarnessError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON in the {what}: {exc.msg}") from None
+
+
+def is_box(value: Any) -> bool:
+    """Return whether ``value`` is a COCO box ``[x, y, width, height]``: 4 finite numbers, width and height ≥ 0."""
+    return (isinstance(value, (list, tuple)) and len(value) == 4
+            and all(isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+            and value[2] >= 0 and value[3] >= 0)
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def read_instances(source: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """Return a COCO instances dataset (a dict with the lists ``images``, ``annotations``, ``categories``) read
+    from the json file ``source`` or given as a dict; HarnessError when a list, a key of :data:`INSTANCE_KEYS`
+    or an annotation's valid ``bbox`` is missing."""
+    where = "annotations" if isinstance(source, dict) else str(source)
+    data = source if isinstance(source, dict) else read_json(source, "COCO annotation file")
+    if not isinstance(data, dict):
+        raise HarnessError(f"{where}: expected a COCO instances JSON object with images, annotations and "
+                           f"categories, got a {type(data).__name__}")
+    for key, fields in INSTANCE_KEYS.items():
+        entries = data.get(key)
+        if not isinstance(entries, list):
+            raise HarnessError(f"{where}: expected a list {key!r} (a COCO instances file has images, annotations "
+                               "and categories)")
+        for i, entry in enumerate(entries):
+            missing = [f for f in fields if not isinstance(entry, dict) or f not in entry]
+            if missing:
+                raise HarnessError(f"{where}: {key}[{i}] has no {', '.join(missing)}")
+    for i, annotation in enumerate(data["annotations"]):
+        if not is_box(annotation["bbox"]):
+            raise HarnessError(f"{where}: annotations[{i}].bbox: expected [x, y, width, height] (finite numbers, "
+                               f"width and height ≥ 0), got {annotation['bbox']!r}")
+    return data
+
+
+def _detection_problem(det: Any, image_ids: set[int], category_ids: set[int]) -> str | None:
+    """Return what is wrong with one COCO results entry, or None when it is a valid detection."""
+    if not isinstance(det, dict) or any(k not in det for k in DETECTION_KEYS):
+        return f"expected an object with {', '.join(DETECTION_KEYS)}, got {det!r}"
+    if not (_is_id(det["image_id"]) and det["image_id"] in image_ids):
+        return f"image_id {det['image_id']!r} is not an image of the annotations"
+    if not (_is_id(det["category_id"]) and det["category_id"] in category_ids):
+        return f"category_id {det['category_id']!r} is not a category of the annotations"
+    if not is_box(det["bbox"]):
+        return f"bbox: expected [x, y, width, height] (finite numbers, width and height ≥ 0), got {det['bbox']!r}"
+    if not (isinstance(det["score"], Real) and math.isfinite(det["score"])):
+        return f"score: expected a finite number, got {det['score']!r}"
+    return None
+
+
+def read_detections(source: str | Path | Sequence[dict[str, Any]], annotations: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return the detections as new dicts ``{image_id, category_id, bbox: [x, y, w, h] floats in px, score}``,
+    read from a COCO results json (a list) or given as a list, checked against ``annotations`` (an instances
+    dict); HarnessError naming the first bad detection."""
+    where = str(source) if isinstance(source, (str, Path)) else "detections"
+    data = read_json(source, "COCO results file") if isinstance(source, (str, Path)) else source
+    if not isinstance(data, Sequence) or isinstance(data, str):
+        raise HarnessError(f"{where}: expected a JSON list of detections {{image_id, category_id, bbox, score}}, "
+                           f"got a {type(data).__name__}")
+    image_ids = {image["id"] for image in annotations["images"]}
+    category_ids = {category["id"] for category in annotations["categories"]}
+    detections = []
+    for i, det in enumerate(data):
+        problem = _detection_problem(det, image_ids, category_ids)
+        if problem:
+            raise HarnessError(f"{where}: detection {i}: {problem}")
+        detections.append({"image_id": int(det["image_id"]), "category_id": int(det["category_id"]),
+                           "bbox": [float(v) for v in det["bbox"]], "score": float(det["score"])})
+    return detections
+
+
+def _coco(coco_class: type, dataset: dict[str, Any]) -> Any:
+    """Return a COCO object of ``coco_class`` indexing ``dataset`` (an instances or results dict)."""
+    coco = coco_class()
+    coco.dataset = dataset
+    coco.createIndex()
+    return coco
+
+
+def evaluate(annotations: str | Path | dict[str, Any], detections: str | Path | Sequence[dict[str, Any]],
+             evaluator: str = "faster") -> dict[str, float]:
+    """Return COCOeval's 12 bbox stats ``{name: value}`` in :data:`STAT_NAMES` order: AP/AR as fractions 0…1,
+    −1 where the annotations have no object in the stat's area range (see the module doc).
+
+    ``annotations``: a COCO instances json path or dict; ``detections``: a COCO results json path or a list of
+    ``{image_id, category_id, bbox: [x, y, w, h] px, score}``; ``evaluator``: a name of :data:`EVALUATORS`.
+    """
+    if evaluator not in EVALUATORS:
+        raise HarnessError(f"unknown COCO evaluator {evaluator!r}; known: {', '.join(EVALUATORS)}")
+    instances = read_instances(annotations)
+    results = read_detections(detections, instances)
+    try:
+        coco_class, cocoeval_class = EVALUATORS[evaluator].classes()
+    except ImportError as exc:
+        raise HarnessError(f"the {evaluator} COCO evaluator is not installed ({exc}): "
+                           f"pip install {EVALUATORS[evaluator].package}") from None
+    with contextlib.redirect_stdout(io.StringIO()):
+        # COCOeval marks the annotations it reads (``ignore``): give it copies, not the caller's dicts
+        truth = _coco(coco_class, instances | {"annotations": [dict(a) for a in instances["annotations"]]})
+        found = (truth.loadRes(results) if results else
+                 _coco(coco_class, {"images": instances["images"], "categories": instances["categories"],
+                                    "annotations": []}))
+        cocoeval = cocoeval_class(truth, found, "bbox")
+        cocoeval.evaluate()
+        cocoeval.accumulate()
+        cocoeval.summarize()
+    return {name: float(value) for name, value in zip(STAT_NAMES, cocoeval.stats, strict=True)}
+
+
+def summary_lines(stats: dict[str, float]) -> list[str]:
+    """Return one line per stat in the layout of COCOeval's ``summarize()``, prefixed by the stat's name."""
+    titles = {"AP": "Average Precision", "AR": "Average Recall"}
+    return [f"{name:<6} {titles[kind]:<18} ({kind}) @[ IoU={iou:<9} | area={area:>6s} | maxDets={max_dets:>3d} ] "
+            f"= {stats[name]:0.3f}" for name, (kind, iou, area, max_dets) in STATS.items()]
+
+
+def detections_to_coco(image_id: int, boxes_px: Any, scores: Any, labels: Any,
+                       category_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """Return one image's detections as COCO results ``{image_id, category_id, bbox: [x, y, w, h] px, score}``.
+
+    ``boxes_px``: (N, 4) x1, y1, x2, y2 in pixels; ``scores``: (N,); ``labels``: (N,) 0-based class indices,
+    mapped to COCO category ids through ``category_ids`` (index -> id). Anything ``numpy.asarray`` takes:
+    numpy arrays, lists, CPU torch tensors.
+    """
+    boxes, scores, labels = np.asarray(boxes_px, dtype=np.float64), np.asarray(scores), np.asarray(labels)
+    n = len(scores)
+    if boxes.shape != (n, 4) or scores.shape != (n,) or labels.shape != (n,):
+        raise HarnessError(f"detections of image {image_id}: expected boxes (N, 4), scores (N,), labels (N,), got "
+                           f"{boxes.shape}, {scores.shape}, {labels.shape}")
+    if n and not (np.issubdtype(labels.dtype, np.integer) and 0 <= labels.min() and labels.max() < len(category_ids)):
+        raise HarnessError(f"detections of image {image_id}: labels must be class indices 0…{len(category_ids) - 1}, "
+                           f"got {labels.dtype} values {labels.min()}…{labels.max()}")
+    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).tolist()
+    categories = np.asarray(category_ids)[labels].tolist()
+    return [{"image_id": int(image_id), "category_id": category, "bbox": bbox, "score": score}
+            for category, bbox, score in zip(categories, xywh, scores.astype(np.float64).tolist(), strict=True)]

@@ -1,0 +1,39 @@
+"""The detection accuracy path for real: suites/detector_training.yaml's small YOLOv3 and small CenterNet,
+trained from random weights on digit_boxes for 300 steps, reach a COCO AP clearly above zero.
+
+Each case runs in this process with the suite's options (a few minutes on 2 CPU cores). The floors sit below
+what the cases reached here (stated beside each) to leave room for other CPUs' arithmetic; training is seeded,
+so on one machine the numbers repeat.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.metrics import detection
+from harness.suite import load_suite
+from harness.zoo.build import build_inputs, build_model
+
+SUITE = load_suite(Path(__file__).resolve().parents[1] / "suites" / "detector_training.yaml")
+
+#: model -> (AP floor asserted, AP reached when the floor was set; fractions 0…1).
+AP_FLOORS: dict[str, tuple[float, float]] = {
+    "yolov3_darknet53": (0.06, 0.110),  # AP50 0.172, AR100 0.575; 240 s of training on one thread
+    "centernet_resnet18": (0.35, 0.564),  # AP50 0.858, AR100 0.697; 305 s of training on one thread
+}
+
+
+@pytest.mark.parametrize("case", SUITE.cases, ids=lambda case: case.model)
+def test_small_detector_learns_the_digits(case):
+    floor, reached = AP_FLOORS[case.model]
+    options = SUITE.metrics_for(case)["detection"]
+    out = detection.measure(build_model(case), build_inputs(case), case, options)
+    print(f"\n{case.label}: AP {out['acc_ap']:.3f} AP50 {out['acc_ap50']:.3f} AR100 {out['acc_ar100']:.3f} "
+          f"loss {out['det_train_loss_first']:.2f} -> {out['det_train_loss_last']:.2f} in {out['det_train_s']:.0f} s "
+          f"(floor {floor}, reached {reached} when set)")
+    assert out["det_train_steps"] == 300 and out["det_images"] == 200
+    assert out["det_train_loss_last"] < 0.7 * out["det_train_loss_first"]
+    assert out["acc_ap"] >= floor
+    assert out["acc_ap50"] >= out["acc_ap"]  # a looser IoU finds at least as much
