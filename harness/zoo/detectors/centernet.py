@@ -62,6 +62,7 @@ from harness.zoo.detectors.keypoints import (
     padded,
     peaks,
     prediction_head,
+    stack_outputs,
     topk,
 )
 from harness.zoo.detectors.postprocess import Suppression
@@ -174,10 +175,7 @@ class CenterNet(Detector):
 
     def forward(self, batch: torch.Tensor) -> Raw:
         """Return the heads' maps (logits for ``hm``) of every stack in training, of the last in eval."""
-        features = self.body(batch)
-        if self.training:
-            return [heads(f) for heads, f in zip(self.heads, features, strict=True)]
-        return [self.heads[-1](features[-1])]
+        return stack_outputs(self.heads, self.body(batch), self.training)
 
     def decode(self, raw: Raw, metas: Sequence[ImageMeta]) -> list[Detections]:
         """Return the top-K peaks of the last stack per image as boxes in input pixels (see module docstring)."""

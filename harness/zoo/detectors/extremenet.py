@@ -53,6 +53,7 @@ from harness.zoo.detectors.keypoints import (
     peaks,
     prediction_head,
     smooth_l1_per_object,
+    stack_outputs,
     topk,
 )
 from harness.zoo.detectors.postprocess import Suppression
@@ -198,10 +199,7 @@ class ExtremeNet(Detector):
 
     def forward(self, batch: torch.Tensor) -> Raw:
         """Return the heads' maps (logits for heatmaps) of every stack in training, of the last in eval."""
-        features = self.backbone.forward_features(batch)
-        if self.training:
-            return [heads(f) for heads, f in zip(self.heads, features, strict=True)]
-        return [self.heads[-1](features[-1])]
+        return stack_outputs(self.heads, self.backbone.forward_features(batch), self.training)
 
     def decode(self, raw: Raw, metas: Sequence[ImageMeta]) -> list[Detections]:
         """Return the grouped extreme points of the last stack per image, boxes in input pixels."""

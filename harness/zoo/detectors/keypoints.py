@@ -142,6 +142,15 @@ class HeadSet(nn.ModuleDict):
         return {name: head(features) for name, head in self.items()}
 
 
+def stack_outputs(heads: nn.ModuleList, features: Sequence[torch.Tensor],
+                  training: bool) -> list[dict[str, torch.Tensor]]:
+    """Return the head maps of every stack's features in training (intermediate supervision), of the last
+    stack's alone in eval (what the hourglass detectors test with)."""
+    if training:
+        return [head_set(f) for head_set, f in zip(heads, features, strict=True)]
+    return [heads[-1](features[-1])]
+
+
 def output_stride(input_size: int, feature_map: torch.Tensor) -> float:
     """Return the input pixels per output cell of ``feature_map`` for an ``input_size`` square input
     (CornerNet's 511 → 128: 3.99; CenterNet's 512 → 128: 4)."""
