@@ -3,10 +3,13 @@ post-processing protocol, training before scoring, and its place in a suite, a r
 
 from __future__ import annotations
 
+import io
 import json
+import re
 
 import pytest
 import torch
+from rich.console import Console
 
 from harness.case import POSTPROCESS, Case
 from harness.data.coco import CocoDetection
@@ -123,8 +126,11 @@ def test_detector_suite_records_and_the_notes_table(tmp_path):
         "published": [{"match": {"model": "centernet_resnet18"}, "source": "Zhou et al. 2019, Table 1",
                        "comparable": False, "values": {"det_fps": 142, "acc_ap": 0.281}}],
     }), "det.yaml")
-    summary = run_suite(suite, tmp_path / "results", show_progress=False)
+    console = Console(file=io.StringIO(), width=300)
+    summary = run_suite(suite, tmp_path / "results", show_progress=False, console=console)
     assert summary.counts == {"ok": 2}, summary
+    lines = console.file.getvalue()
+    assert re.search(r"ok centernet_resnet18 .* \d+\.\d FPS  AP \d+\.\d", lines), lines  # each case's line
     page = next((render_report(tmp_path / "results", tmp_path / "reports")).parent.glob("suite-det*.html"))
     html = page.read_text(encoding="utf-8")
     assert "Detectors (Methods | Backbone | FPS | AP | APs | APm | APl)" in html

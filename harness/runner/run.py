@@ -164,6 +164,12 @@ def _report_case(console: Console, record: dict[str, Any]) -> None:
         line += f"  {record['latency_ms_median']:.2f} ms (IQR {record['latency_ms_iqr']:.2f})"
     if record.get("macs") is not None:
         line += f"  {record['macs'] / 1e9:.3f} GMACs"
+    if record.get("det_fps") is not None:
+        line += f"  {record['det_fps']:.1f} FPS"
+    if record.get("acc_ap") is not None:
+        line += f"  AP {record['acc_ap'] * 100:.1f}"
+    if record.get("acc_top1") is not None:
+        line += f"  top-1 {record['acc_top1'] * 100:.1f}%"
     if record["error"]:
         line += f"  [dim]{escape(record['error'].splitlines()[0])}"
     console.print(line, highlight=False, soft_wrap=True)
