@@ -146,3 +146,17 @@ def test_every_registered_detector_has_its_papers_names():
         detectors = {name for name, origin in list_models() if origin not in ("timm", "testing")
                      and isinstance(create_model(name), Detector)}
     assert detectors == set(PAPER_NAMES)
+
+
+def test_a_local_checkpoint_replaces_the_random_weights_of_a_detector(tmp_path):
+    trained = build_model(_case())
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(0.01)
+    torch.save(trained.state_dict(), tmp_path / "centernet.pt")
+    case = _case(model_kwargs=(("checkpoint", str(tmp_path / "centernet.pt")), ("num_classes", 10)))
+    loaded, fresh = build_model(case), build_model(_case())
+    x = build_inputs(case)
+    with torch.inference_mode():
+        assert torch.equal(loaded(x)[-1]["hm"], trained(x)[-1]["hm"])
+        assert not torch.equal(fresh(x)[-1]["hm"], trained(x)[-1]["hm"])
