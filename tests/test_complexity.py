@@ -578,3 +578,31 @@ def test_data_dependent_ops_are_named_and_caches_survive_the_fallbacks():
     assert model.cells[0].device.type == "cpu" and type(model.cells[0]) is torch.Tensor  # not left meta or fake
     record = measure(model, torch.randn(1, 3, 8, 8), Case("cache"), Options())
     assert json.loads(record["complexity_data_dependent"]) == {"aten.nonzero": 1}
+
+
+def test_scans_cost_one_flop_per_element_and_write_their_indices():
+    class CornerPool(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.cummax(2).values + x.cumsum(3)
+
+    result = count(CornerPool(), torch.randn(1, 2, 5, 6))
+    assert result.uncounted == {}
+    assert result.by_op["aten.cummax"].flops == 60 and result.by_op["aten.cumsum"].flops == 60
+    assert result.by_op["aten.cummax"].bytes_written == 60 * 4 + 60 * 8  # values and int64 indices
+
+
+class _SkipsPeaksWhenQuiet(nn.Module):
+    """Calls nonzero only when some value is above 10: on meta and fake tensors the branch cannot be decided
+    (``bool`` of a tensor stops them); on a quiet real input the branch is not taken."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((x > 10).any()):
+            return x.flatten()[(x.flatten() > 10).nonzero()[:, 0]].sum()
+        return x.sum()
+
+
+def test_data_dependent_control_flow_is_named_with_the_op_that_stopped_the_fake_count():
+    result = count(_SkipsPeaksWhenQuiet(), torch.zeros(1, 3, 4, 4))
+    assert result.method == "real" and result.stopped_at == ("aten._local_scalar_dense",)
+    assert result.data_dependent == {"aten._local_scalar_dense": 1}  # the branch read back into Python
+    assert "aten.nonzero" not in result.calls  # not taken on this input

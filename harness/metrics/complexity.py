@@ -66,7 +66,7 @@ import torchvision  # noqa: F401  (registers torch.ops.torchvision.*, used by fo
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 from torch._ops import OpOverload, OpOverloadPacket
-from torch._subclasses.fake_tensor import FakeTensorMode
+from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException, FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map_only
 from torch.utils.module_tracker import ModuleTracker
@@ -111,10 +111,12 @@ COLUMNS: dict[str, str] = {
 DTYPE_BYTES: dict[str, int] = {"fp32": 4, "fp16": 2, "bf16": 2}
 
 #: Ops whose output size depends on the values of their inputs, not only on their shapes (a detector's
-#: region proposals after NMS, the peaks above a threshold): every count downstream of one of them holds for
-#: the input it was counted on, not for every input. Reported by name with their calls
+#: region proposals after NMS, the peaks above a threshold), and ``_local_scalar_dense``, a value read back
+#: into Python (``.item()``, ``bool(t)``: control flow that depends on the data): every count downstream of
+#: one of them holds for the input it was counted on, not for every input. Reported by name with their calls
 #: (``complexity_data_dependent``), so a detector's count says which parts are data-dependent.
 DATA_DEPENDENT: frozenset[str] = frozenset({
+    "aten._local_scalar_dense",
     "aten.nonzero", "aten.argwhere", "aten.masked_select", "aten._unique2", "aten.unique_dim",
     "aten.unique_consecutive", "aten.masked_scatter", "torchvision.nms", "torchvision.batched_nms",
 })
@@ -517,15 +519,19 @@ _register_pointwise()
 # Reductions and softmax
 
 
+#: Scans: one add, multiply or compare per element (CornerNet's corner pooling is a cummax).
+CUMULATIVE = frozenset({aten.cumsum, aten.cumprod, aten.cummax, aten.cummin})
+
+
 @register_formula(aten.sum, aten.amax, aten.amin, aten.max, aten.min, aten.argmax, aten.argmin, aten.any,
-                  aten.all, aten.prod, aten.cumsum)
+                  aten.all, aten.prod, *CUMULATIVE)
 def reduction_formula(call: OpCall) -> OpCost:
-    """Reduction of n elements into one: n − 1 additions (or compares/multiplies); a cumulative sum
-    n. Binary overloads (``max(a, b)``) are element-wise: 1 per output element."""
+    """Reduction of n elements into one: n − 1 additions (or compares/multiplies); a scan (cumulative
+    sum, product, max, min) n. Binary overloads (``max(a, b)``) are element-wise: 1 per output element."""
     x, out = call.args[0], call.output
     if len(call.args) > 1 and isinstance(call.args[1], torch.Tensor):
         return call.io(flops=out.numel())
-    if call.func.overloadpacket is aten.cumsum:
+    if call.func.overloadpacket in CUMULATIVE:
         return call.io(flops=x.numel())
     return call.io(flops=max(x.numel() - out.numel(), 0))
 
@@ -772,7 +778,8 @@ class ComplexityCount:
     innermost module running the op (``torch.utils.module_tracker`` names, e.g.
     ``ResNet.layer1.0.conv1``; ``Global`` outside any module). ``calls`` holds every executed op call
     (counted, zero-cost and uncounted), ``uncounted`` those without a formula. ``method`` is ``fake``
-    or ``real``; ``fallback_reason`` says why the fake run failed when it is ``real``.
+    or ``real``; ``fallback_reason`` says why the fake run failed when it is ``real``, and ``stopped_at``
+    names the data-dependent ops that stopped it.
     """
 
     total: OpCost
@@ -782,11 +789,15 @@ class ComplexityCount:
     uncounted: dict[str, int]
     method: str
     fallback_reason: str | None = None
+    stopped_at: tuple[str, ...] = ()
 
     @property
     def data_dependent(self) -> dict[str, int]:
-        """Return ``{op: calls}`` of the executed ops in :data:`DATA_DEPENDENT` (empty for a plain network)."""
-        return {name: n for name, n in sorted(self.calls.items()) if name in DATA_DEPENDENT}
+        """Return ``{op: calls}`` of the executed ops in :data:`DATA_DEPENDENT` (empty for a plain network),
+        and of the data-dependent ops that stopped the fake-tensor count (``stopped_at``; 0 calls when the
+        real run, on this input, took another branch)."""
+        found = {name: n for name, n in self.calls.items() if name in DATA_DEPENDENT}
+        return dict(sorted(({name: 0 for name in self.stopped_at} | found).items()))
 
     @property
     def coverage(self) -> float:
@@ -966,14 +977,17 @@ def count(model: nn.Module, inputs: Any, *, dtype_bytes: int = 4, training: bool
     attempts = {"meta": _count_meta, "fake": _count_fake, "real": _count_real}
     order = {"auto": ("meta", "fake", "real"), "meta": ("meta",), "fake": ("fake",), "real": ("real",)}[method]
     reasons: list[str] = []
+    stopped_at: list[str] = []
     for name in order[:-1]:
         try:
             return attempts[name](model, inputs, dtype_bytes, training)
         except Exception as exc:
             reasons.append(f"{name}: {type(exc).__name__}: {next(iter(str(exc).splitlines()), '')}")
+            if isinstance(exc, (DynamicOutputShapeException, DataDependentOutputException)):
+                stopped_at.append(str(exc.func.overloadpacket))
             log.info("complexity: %s count failed (%s); trying the next method", name, reasons[-1])
     result = attempts[order[-1]](model, inputs, dtype_bytes, training)
-    return dataclasses.replace(result, fallback_reason="; ".join(reasons) or None)
+    return dataclasses.replace(result, fallback_reason="; ".join(reasons) or None, stopped_at=tuple(stopped_at))
 
 
 # --------------------------------------------------------------------------------------------------
