@@ -216,6 +216,33 @@ def _legend(series: Sequence[Series], x0: float, y0: float) -> list[str]:
     return out
 
 
+def _svg_start(plot_id: str, title: str, height: int, area: tuple[int, int, int, int], clip: bool) -> list[str]:
+    """Return the opening of a plot's SVG: the element, its title, the frame of the plot ``area`` (left, top,
+    right, bottom, px) and, with ``clip``, a clip path of that area (``<plot_id>-clip``)."""
+    left, top, right, bottom = area
+    out = [f'<svg class="plot" id="{_e(plot_id)}-svg" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" '
+           f'height="{height}" role="img" aria-label="{_e(title)}">', f"<title>{_e(title)}</title>"]
+    if clip:
+        out.append(f'<defs><clipPath id="{_e(plot_id)}-clip"><rect x="{left}" y="{top}" width="{right - left}" '
+                   f'height="{bottom - top}"/></clipPath></defs>')
+    out.append(f'<rect x="{left}" y="{top}" width="{right - left}" height="{bottom - top}" class="frame"/>')
+    return out
+
+
+def _x_axis(sx: _Scale, top: int, bottom: int, height: int) -> list[str]:
+    """Return the x axis: a grid line, tick and label per tick of ``sx``, and the axis label centred below."""
+    out = []
+    for value, label in sx.ticks():
+        px = sx(value)
+        out.append(f'<line x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{bottom}" class="grid"/>'
+                   f'<line x1="{px:.1f}" y1="{bottom}" x2="{px:.1f}" y2="{bottom + 5}" class="tick"/>'
+                   f'<text x="{px:.1f}" y="{bottom + 18}" text-anchor="middle" class="tick">{_e(label)}</text>')
+    x_label = sx.axis.label + (" (log scale)" if sx.log else "")
+    out.append(f'<text x="{(sx.start + sx.end) / 2:.1f}" y="{height - 12}" text-anchor="middle" class="axis">'
+               f"{_e(x_label)}</text>")
+    return out
+
+
 def chart(plot_id: str, title: str, series: Sequence[Series], x: Axis, y: Axis) -> Markup:
     """Return an SVG chart of ``series`` on axes ``x`` and ``y``: frame, grid, ticks, axis labels, lines
     (clipped to the plot area), markers with their tooltips, and a legend when there are named series."""
@@ -224,25 +251,14 @@ def chart(plot_id: str, title: str, series: Sequence[Series], x: Axis, y: Axis) 
     scaled = [p for s in series if s.scaled for p in s.points]
     sx = _Scale(np.array([p.x for p in scaled] + list(x.include)), x, left, right)
     sy = _Scale(np.array([p.y for p in scaled] + list(y.include)), y, bottom, top)
-    out = [f'<svg class="plot" id="{_e(plot_id)}-svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" '
-           f'height="{HEIGHT}" role="img" aria-label="{_e(title)}">', f"<title>{_e(title)}</title>",
-           f'<defs><clipPath id="{_e(plot_id)}-clip"><rect x="{left}" y="{top}" width="{right - left}" '
-           f'height="{bottom - top}"/></clipPath></defs>',
-           f'<rect x="{left}" y="{top}" width="{right - left}" height="{bottom - top}" class="frame"/>']
-    for value, label in sx.ticks():
-        px = sx(value)
-        out.append(f'<line x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{bottom}" class="grid"/>'
-                   f'<line x1="{px:.1f}" y1="{bottom}" x2="{px:.1f}" y2="{bottom + 5}" class="tick"/>'
-                   f'<text x="{px:.1f}" y="{bottom + 18}" text-anchor="middle" class="tick">{_e(label)}</text>')
+    out = _svg_start(plot_id, title, HEIGHT, (left, top, right, bottom), clip=True)
+    out += _x_axis(sx, top, bottom, HEIGHT)
     for value, label in sy.ticks():
         py = sy(value)
         out.append(f'<line x1="{left}" y1="{py:.1f}" x2="{right}" y2="{py:.1f}" class="grid"/>'
                    f'<line x1="{left - 5}" y1="{py:.1f}" x2="{left}" y2="{py:.1f}" class="tick"/>'
                    f'<text x="{left - 8}" y="{py + 4:.1f}" text-anchor="end" class="tick">{_e(label)}</text>')
-    x_label = x.label + (" (log scale)" if sx.log else "")
     y_label = y.label + (" (log scale)" if sy.log else "")
-    out.append(f'<text x="{(left + right) / 2:.1f}" y="{HEIGHT - 12}" text-anchor="middle" class="axis">'
-               f"{_e(x_label)}</text>")
     out.append(f'<text transform="rotate(-90)" x="{-(top + bottom) / 2:.1f}" y="18" text-anchor="middle" '
                f'class="axis">{_e(y_label)}</text>')
     out.append(f'<g clip-path="url(#{_e(plot_id)}-clip)">')
@@ -280,17 +296,8 @@ def box_chart(plot_id: str, title: str, rows: Sequence[tuple[str, np.ndarray]], 
     height = bottom + 52
     everything = np.concatenate([np.asarray(s, dtype=float) for _, s in rows])
     sx = _Scale(everything, x, left, right)
-    out = [f'<svg class="plot" id="{_e(plot_id)}-svg" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" '
-           f'height="{height}" role="img" aria-label="{_e(title)}">', f"<title>{_e(title)}</title>",
-           f'<rect x="{left}" y="{top}" width="{right - left}" height="{bottom - top}" class="frame"/>']
-    for value, label in sx.ticks():
-        px = sx(value)
-        out.append(f'<line x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{bottom}" class="grid"/>'
-                   f'<line x1="{px:.1f}" y1="{bottom}" x2="{px:.1f}" y2="{bottom + 5}" class="tick"/>'
-                   f'<text x="{px:.1f}" y="{bottom + 18}" text-anchor="middle" class="tick">{_e(label)}</text>')
-    x_label = x.label + (" (log scale)" if sx.log else "")
-    out.append(f'<text x="{(left + right) / 2:.1f}" y="{height - 12}" text-anchor="middle" class="axis">'
-               f"{_e(x_label)}</text>")
+    out = _svg_start(plot_id, title, height, (left, top, right, bottom), clip=False)
+    out += _x_axis(sx, top, bottom, height)
     for i, (label, raw) in enumerate(rows):
         samples = np.sort(np.asarray(raw, dtype=float))
         samples = _positive(samples) if sx.log else samples[np.isfinite(samples)]
