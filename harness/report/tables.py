@@ -382,9 +382,10 @@ def detectors_table(records: pd.DataFrame) -> ViewTable | None:
     headers = ["Methods", "Backbone", "Input (px)", "Device", "Batch", "Post-processing", *(h for _, h, _ in columns)]
     rows: list[list[Cell]] = []
     for record in ok.to_dict("records"):
-        ident = [Cell(text(record.get("det_method"))), Cell(text(record.get("det_backbone"))),
-                 Cell(text(record["resolution"]), value=float(record["resolution"])), Cell(text(record["device"])),
-                 Cell(text(record["batch"]), value=float(record["batch"])), Cell(text(record.get("det_postprocess")))]
+        ident = [Cell(text(record.get("det_method"))), Cell(text(record.get("det_backbone")), kind="text"),
+                 Cell(text(record["resolution"]), value=float(record["resolution"])),
+                 Cell(text(record["device"]), kind="text"), Cell(text(record["batch"]), value=float(record["batch"])),
+                 Cell(text(record.get("det_postprocess")), kind="text")]
         rows.append(ident + [_detector_cell(record.get(c), k, best.get(c)) for c, _, k in columns])
         published = _published(record)
         if any(c in published for c, _, _ in columns):
