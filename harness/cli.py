@@ -149,8 +149,8 @@ def _model_known(name: str, err: Console) -> bool:
 def cmd_export(args: argparse.Namespace, out: Console, err: Console) -> int:
     """Write stored records as CSV, JSON, Markdown or pytest-benchmark JSON, to stdout or --out (atomically)."""
     from harness.errors import HarnessError
-    from harness.export import export, write_atomically
-    from harness.store import ResultStore
+    from harness.export import export
+    from harness.store import ResultStore, write_text_atomically
 
     frame = ResultStore(args.results).read()
     if frame.empty:
@@ -172,7 +172,7 @@ def cmd_export(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.out is None:
         sys.stdout.write(text)
         return EXIT_OK
-    path = write_atomically(args.out, text)
+    path = write_text_atomically(args.out, text)
     which = "every record" if args.all else "latest record per case"
     err.print(f"export: {args.format} ({which}) → {escape(str(path))}", highlight=False, soft_wrap=True)
     return EXIT_OK

@@ -53,7 +53,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.report.tables import latest_per_case
-from harness.store import ResultStore
+from harness.store import ResultStore, json_value
 
 REGRESSED = "regressed"
 IMPROVED = "improved"
@@ -478,22 +478,8 @@ def comparison_records(comparison: pd.DataFrame) -> list[dict[str, Any]]:
     """Return the comparison as JSON-ready dicts (NaN and missing values as None)."""
     records = []
     for row in comparison.to_dict(orient="records"):
-        records.append({key: _plain(value) for key, value in row.items()})
+        records.append({key: json_value(value) for key, value in row.items()})
     return records
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if value is pd.NA or value is pd.NaT:
-        return None
-    return value
 
 
 def parse_verdicts(text: str) -> list[str]:

@@ -25,15 +25,11 @@ from __future__ import annotations
 
 import io
 import json
-import math
-import os
 import re
 import statistics
-import uuid
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +39,7 @@ from harness.case import CASE_COLUMNS, KWARGS_FIELDS
 from harness.errors import HarnessError
 from harness.report.columns import CASE_HEADERS, DISPLAYS, PROTOCOL_HEADERS
 from harness.report.tables import latest_per_case
+from harness.store import is_missing, iso_utc, json_value
 
 #: The pytest-benchmark release whose ``--benchmark-json`` layout ``pytest-benchmark`` output reproduces.
 PYTEST_BENCHMARK_FORMAT_VERSION = "5.3.1"
@@ -60,32 +57,6 @@ def select_records(frame: pd.DataFrame, latest: bool = True) -> pd.DataFrame:
 
 
 # --- plain values -------------------------------------------------------------------------------------------
-
-
-def _missing(value: Any) -> bool:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    return isinstance(value, float) and math.isnan(value)
-
-
-def _iso(value: Any) -> str | None:
-    """Return a timestamp as ISO-8601 in UTC (naive timestamps are taken as UTC); None when missing."""
-    if _missing(value):
-        return None
-    stamp = pd.Timestamp(value)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return stamp.isoformat()
-
-
-def _plain(value: Any) -> Any:
-    """Return ``value`` as a JSON-able Python value (numpy scalars and arrays, timestamps, NaN → None)."""
-    if isinstance(value, (np.ndarray, list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (pd.Timestamp, datetime, np.datetime64)):
-        return _iso(value)
-    if isinstance(value, np.generic):
-        value = value.item()
-    return None if _missing(value) else value
 
 
 def _is_list_column(column: pd.Series) -> bool:
@@ -107,7 +78,7 @@ def _plain_frame(frame: pd.DataFrame) -> pd.DataFrame:
         if _whole_numbers(column):
             out[name] = column.astype("Int64")
         elif pd.api.types.is_datetime64_any_dtype(column):
-            out[name] = column.map(_iso).astype(object)
+            out[name] = column.map(iso_utc).astype(object)
     return out
 
 
@@ -119,7 +90,7 @@ def to_csv(frame: pd.DataFrame) -> str:
     out = _plain_frame(frame)
     for name in out.columns:
         if _is_list_column(out[name]):
-            out[name] = out[name].map(lambda v: None if _missing(v) else json.dumps(_plain(v)))
+            out[name] = out[name].map(lambda v: None if is_missing(v) else json.dumps(json_value(v)))
     buffer = io.StringIO()
     out.to_csv(buffer, index=False, lineterminator="\n")
     return buffer.getvalue()
@@ -128,13 +99,13 @@ def to_csv(frame: pd.DataFrame) -> str:
 def to_json(frame: pd.DataFrame) -> str:
     """Return a JSON list of records: every column, timestamps ISO-8601 UTC, NaN as null, samples as lists."""
     out = _plain_frame(frame)
-    records = [{name: _plain(value) for name, value in row.items()} for row in out.to_dict(orient="records")]
+    records = [{name: json_value(value) for name, value in row.items()} for row in out.to_dict(orient="records")]
     return json.dumps(records, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def _md_cell(value: Any) -> str:
     """Return ``value`` as the text of a Markdown table cell: ``|`` and backslashes escaped, one line."""
-    text = "" if _missing(value) else str(value)
+    text = "" if is_missing(value) else str(value)
     text = text.replace("\\", "\\\\").replace("|", "\\|")
     return re.sub(r"\s*[\r\n]+\s*", " ", text).strip()
 
@@ -144,7 +115,7 @@ def _md_row(cells: list[str]) -> str:
 
 
 def _differs(value: Any, default: Any) -> bool:
-    return not _missing(value) and value != default
+    return not is_missing(value) and value != default
 
 
 def _suite_markdown(suite: str, records: pd.DataFrame) -> str:
@@ -162,7 +133,7 @@ def _suite_markdown(suite: str, records: pd.DataFrame) -> str:
     for _, record in records.iterrows():
         cells = [record["label"], *(record[c] for c, _ in identity), *([record["run_id"]] if several_runs else []),
                  record["status"]]
-        cells += [d.format(record[d.column]) if not _missing(record[d.column]) else "–" for d in shown]
+        cells += [d.format(record[d.column]) if not is_missing(record[d.column]) else "–" for d in shown]
         lines.append(_md_row([_md_cell(c) for c in cells]))
         if record["status"] != "ok":
             first = next(iter(_text(record.get("error")).strip().splitlines()), "")
@@ -222,7 +193,7 @@ def benchmark_stats(data: list[float]) -> dict[str, Any]:
 
 
 def _text(value: Any) -> str:
-    return "" if _missing(value) else str(value)
+    return "" if is_missing(value) else str(value)
 
 
 _ARCHES = r"x86_64|amd64|AMD64|i[3-6]86|aarch64|arm64|armv\w+|ppc64le|ppc64|s390x|riscv64"
@@ -236,7 +207,7 @@ def _machine_info(env: pd.Series) -> dict[str, Any]:
     python = _text(env.get("env_python"))
     count = env.get("env_cpu_count")
     cpu = {"python_version": python, "brand_raw": _text(env.get("env_cpu")), "arch_string_raw": machine,
-           "count": None if _missing(count) else int(count)}
+           "count": None if is_missing(count) else int(count)}
     return {
         "node": _text(env.get("env_hostname")),
         "processor": _text(env.get("env_cpu")),
@@ -250,7 +221,7 @@ def _machine_info(env: pd.Series) -> dict[str, Any]:
         "system": system,
         "cpu": cpu,
         # added keys (as a pytest_benchmark_update_machine_info hook would): the rest of the harness's capture
-        "harness_env": {k.removeprefix("env_"): _plain(v) for k, v in env.items() if k.startswith("env_")},
+        "harness_env": {k.removeprefix("env_"): json_value(v) for k, v in env.items() if k.startswith("env_")},
     }
 
 
@@ -271,10 +242,10 @@ def _latency_options(record: pd.Series) -> dict[str, Any]:
 def _benchmark(record: pd.Series, name: str) -> dict[str, Any]:
     samples_s = [float(ms) / 1e3 for ms in record["latency_ms_samples"]]
     block = record.get("latency_block")
-    iterations = 1 if _missing(block) else int(block)
+    iterations = 1 if is_missing(block) else int(block)
     latency = _latency_options(record)
     warmup = record.get("latency_warmup_iters")
-    params = {c: _plain(record.get(c)) for c in CASE_COLUMNS if c in record}
+    params = {c: json_value(record.get(c)) for c in CASE_COLUMNS if c in record}
     for name_ in KWARGS_FIELDS:
         if isinstance(params.get(name_), str):
             params[name_] = json.loads(params[name_])
@@ -288,15 +259,15 @@ def _benchmark(record: pd.Series, name: str) -> dict[str, Any]:
         "extra_info": {
             "unit": "stats in seconds per call: one forward pass (or training step) of a batch of `batch` images; "
                     "each round is the mean of `iterations` calls",
-            "batch": _plain(record.get("batch")),
-            "world_size": _plain(record.get("world_size")),
-            "throughput_samples_per_s": _plain(record.get("throughput_samples_per_s")),
-            "latency_ms_median": _plain(record.get("latency_ms_median")),
+            "batch": json_value(record.get("batch")),
+            "world_size": json_value(record.get("world_size")),
+            "throughput_samples_per_s": json_value(record.get("throughput_samples_per_s")),
+            "latency_ms_median": json_value(record.get("latency_ms_median")),
             "suite": str(record["suite"]),
             "label": str(record["label"]),
             "case_id": str(record["case_id"]),
             "run_id": str(record["run_id"]),
-            "timestamp_utc": _iso(record.get("timestamp_utc")),
+            "timestamp_utc": iso_utc(record.get("timestamp_utc")),
             "git_sha": _text(record.get("env_git_sha")),
             "node": _text(record.get("env_hostname")),
         },
@@ -308,7 +279,7 @@ def _benchmark(record: pd.Series, name: str) -> dict[str, Any]:
             "min_time": None if block_min_ms is None else block_min_ms / 1e3,
             "precision": None,
             "confidence": None,
-            "warmup": None if _missing(warmup) else int(warmup) > 0,
+            "warmup": None if is_missing(warmup) else int(warmup) > 0,
             "harness_latency": latency,
         },
         "stats": {**benchmark_stats(samples_s), "data": samples_s, "iterations": iterations},
@@ -345,7 +316,7 @@ def to_pytest_benchmark(frame: pd.DataFrame) -> str:
         "machine_info": _machine_info(newest),
         "commit_info": _commit_info(newest.get("env_git_sha")),
         "benchmarks": benchmarks,
-        "datetime": _iso(newest["timestamp_utc"]) or datetime.now(timezone.utc).isoformat(),
+        "datetime": iso_utc(newest["timestamp_utc"]) or datetime.now(timezone.utc).isoformat(),
         "version": PYTEST_BENCHMARK_FORMAT_VERSION,
     }
     return json.dumps(document, indent=4, ensure_ascii=True, allow_nan=False) + "\n"
@@ -370,17 +341,3 @@ def export(frame: pd.DataFrame, fmt: str, latest: bool = True) -> str:
     return FORMATS[fmt](select_records(frame, latest))
 
 
-def write_atomically(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename; return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

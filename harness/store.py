@@ -16,14 +16,17 @@ The store knows nothing of torch: the caller passes the column types.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import uuid
 import warnings
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -76,6 +79,43 @@ def _write_atomically(path: Path, write: Any) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def write_text_atomically(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8, newlines as given) to ``path`` through a synced temporary file beside it and a
+    rename, so a reader sees the old file or the new one, never half of it; return the path (folders made)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""))
+    return path
+
+
+def is_missing(value: Any) -> bool:
+    """Return whether a record's value is missing: None, NaN, pandas' NA or NaT."""
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
+
+
+def json_value(value: Any) -> Any:
+    """Return a record's value as plain JSON-able Python: numpy scalars and arrays, lists and dicts converted
+    item by item, timestamps as ISO-8601 UTC text, missing values (:func:`is_missing`) as None."""
+    if isinstance(value, dict):
+        return {k: json_value(v) for k, v in value.items()}
+    if isinstance(value, (np.ndarray, list, tuple)):
+        return [json_value(v) for v in value]
+    if isinstance(value, (pd.Timestamp, datetime, np.datetime64)):
+        return iso_utc(value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    return None if is_missing(value) else value
+
+
+def iso_utc(value: Any) -> str | None:
+    """Return a timestamp as ISO-8601 text in UTC (a naive one is taken as UTC); None when missing."""
+    if is_missing(value):
+        return None
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.isoformat()
+
+
 class ResultStore:
     """A results directory: append records of a run, read everything back as a DataFrame."""
 
@@ -93,7 +133,7 @@ class ResultStore:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "_run.json"
         text = json.dumps(manifest, indent=2, sort_keys=True, default=str)
-        _write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        write_text_atomically(path, text)
         return path
 
     def append(self, record: dict[str, Any], columns: dict[str, str]) -> Path:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -67,6 +68,27 @@ class Schedule:
             return self.peak_lr * (step + 1) / warmup
         progress = (step - warmup) / max(1, self.steps - warmup)
         return self.peak_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class TrainingOptions(BaseModel):
+    """The options of a short training before a metric scores a model (``train_images`` 0: no training);
+    metrics that train subclass it, changing defaults where their models train otherwise."""
+
+    model_config = ConfigDict(extra="forbid")
+    train_images: int = Field(0, ge=0)
+    train_split: str = "train"
+    lr: float = Field(0.1, gt=0)
+    lr_reference_batch: int = Field(32, ge=1)
+    momentum: float = Field(0.9, ge=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    seed: int = 0
+
+    def schedule(self, batch: int, world_size: int) -> Schedule:
+        """Return the schedule of these options for ``batch`` images per process in a group of ``world_size``."""
+        return Schedule(images=self.train_images, batch=batch, world_size=world_size, lr=self.lr,
+                        lr_reference_batch=self.lr_reference_batch, momentum=self.momentum,
+                        weight_decay=self.weight_decay, warmup_fraction=self.warmup_fraction, seed=self.seed)
 
 
 def load_tensors(loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:

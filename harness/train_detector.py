@@ -21,9 +21,10 @@ from typing import Any
 
 import torch
 
+from harness.data.targets import Target
 from harness.distributed import for_training
 from harness.train import Schedule, batch_indices, loss_summary
-from harness.zoo.detectors.base import Detector, Target
+from harness.zoo.detectors.base import Detector
 
 #: Optimisers by name: (parameters, schedule) -> optimiser.
 OPTIMIZERS: dict[str, Callable[[Any, Schedule], torch.optim.Optimizer]] = {

@@ -90,11 +90,11 @@ def test_scoring_perfect_detections_gives_ap_one_on_exactly_the_scored_images():
     dataset = CocoDetection(images_dir, annotations)
     model = build_model(_case())
     model.detect = _Oracle(dataset)
-    out = detection.score(model, dataset, annotations, options)
+    out = detection.score(model, dataset, options)
     assert out["det_images"] == 5
     assert out["acc_ap"] == pytest.approx(1.0) and out["acc_ap50"] == pytest.approx(1.0)
     model.detect = _Oracle(dataset, shift_px=200.0)  # every box far off: nothing matches
-    assert detection.score(model, dataset, annotations, options)["acc_ap"] == 0.0
+    assert detection.score(model, dataset, options)["acc_ap"] == 0.0
 
 
 def test_dataset_options_need_both_paths_and_a_known_name(tmp_path):

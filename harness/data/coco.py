@@ -1,5 +1,5 @@
 """A COCO-format detection dataset: an image folder and a COCO instances json (``images``, ``annotations``,
-``categories``), read as (image, :class:`~harness.zoo.detectors.base.Target`) pairs for training and scoring.
+``categories``), read as (image, :class:`~harness.data.targets.Target`) pairs for training and scoring.
 
 - **Images**: in ascending ``image_id`` order (``image_ids``), read from ``images_dir / file_name`` with PIL
   as RGB, returned as a uint8 tensor (3, H, W). Every image file is checked when the dataset is opened.
@@ -10,7 +10,7 @@
   left out of the targets; evaluation reads the json itself (:mod:`harness.metrics.coco`), where COCOeval
   treats crowd regions as "ignore".
 
-The json is read and checked by :func:`harness.metrics.coco.read_instances` (torch-free, shared with the
+The json is read and checked by :func:`harness.data.coco_json.read_instances` (torch-free, shared with the
 evaluation). :data:`DATASETS` names the COCO-format datasets the harness writes itself
 (:mod:`harness.data.digit_boxes`).
 """
@@ -25,9 +25,9 @@ import torch
 from PIL import Image
 
 from harness.data import digit_boxes
+from harness.data.coco_json import read_instances
+from harness.data.targets import Target
 from harness.errors import HarnessError
-from harness.metrics.coco import read_instances
-from harness.zoo.detectors.base import Target
 
 #: COCO-format datasets known by name: name -> function of a split returning (images_dir, annotation_file).
 DATASETS: dict[str, Callable[[str], tuple[Path, Path]]] = {digit_boxes.NAME: digit_boxes.split_paths}
@@ -39,7 +39,8 @@ class CocoDetection:
 
     def __init__(self, images_dir: str | Path, annotation_file: str | Path) -> None:
         self.images_dir, self.annotation_file = Path(images_dir), Path(annotation_file)
-        instances = read_instances(self.annotation_file)
+        #: The annotation file's content, checked (what COCOeval scores against).
+        self.instances = instances = read_instances(self.annotation_file)
         categories = sorted(instances["categories"], key=lambda c: c["id"])
         self.category_ids: list[int] = [c["id"] for c in categories]
         self.class_names: list[str] = [str(c["name"]) for c in categories]

@@ -28,19 +28,18 @@ A randomly initialised model scores near chance (1 / classes).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from harness.case import Case
 from harness.data.digits import digits_root
 from harness.data.imagefolder import image_folder_loader
 from harness.errors import HarnessError
-from harness.train import Schedule, load_tensors, recompute_batch_averages, train_classifier
+from harness.train import TrainingOptions, load_tensors, recompute_batch_averages, train_classifier
 
 NAME = "accuracy"
 TOP_K = (1, 5)
@@ -48,22 +47,13 @@ TOP_K = (1, 5)
 DATASETS: dict[str, Callable[[], Path]] = {"digits": digits_root}
 
 
-class Options(BaseModel):
-    """Options of the accuracy protocol; every one of them is recorded with the result."""
+class Options(TrainingOptions):
+    """Options of the accuracy protocol (and of the training before it); every one is recorded with the result."""
 
-    model_config = ConfigDict(extra="forbid")
     dataset: str = "digits"
     split: str = "test"
     limit: int = Field(512, ge=1)
     batch_size: int = Field(64, ge=1)
-    train_images: int = Field(0, ge=0)
-    train_split: str = "train"
-    lr: float = Field(0.1, gt=0)
-    lr_reference_batch: int = Field(32, ge=1)
-    momentum: float = Field(0.9, ge=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    warmup_fraction: float = Field(0.1, ge=0, lt=1)
-    seed: int = 0
     batch_average_batches: int = Field(50, ge=1)
 
 
@@ -109,9 +99,7 @@ def train(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: Opt
                                  case.channels, batch_size=options.batch_size)
     images, labels = load_tensors(loader)
     images = images.to(device=inputs.device, dtype=inputs.dtype, memory_format=_memory_format(case))
-    settings = options.model_dump(include={f.name for f in dataclasses.fields(Schedule)})
-    schedule = Schedule(images=options.train_images, batch=case.batch, world_size=case.world_size, **settings)
-    done = train_classifier(model, images, labels.to(inputs.device), schedule)
+    done = train_classifier(model, images, labels.to(inputs.device), options.schedule(case.batch, case.world_size))
     averaged = recompute_batch_averages(model, images, case.batch, options.batch_average_batches)
     return {f"acc_{k}": v for k, v in done.items()} | {"acc_batch_average_batches": averaged}
 

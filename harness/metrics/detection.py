@@ -25,29 +25,27 @@ Protocol (recorded with every result):
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from harness.case import Case
 from harness.errors import HarnessError, SkipCase
 from harness.metrics import latency as latency_metric
-from harness.metrics.coco import STAT_NAMES, detections_to_coco, evaluate, read_instances
+from harness.metrics.coco import STAT_NAMES, detections_to_coco, evaluate
 from harness.metrics.latency import Options as LatencyOptions
-from harness.train import Schedule
+from harness.train import TrainingOptions
 
 NAME = "detection"
 
 
-class Options(BaseModel):
-    """Options of the detection protocol; every one of them is recorded with the result."""
+class Options(TrainingOptions):
+    """Options of the detection protocol (and of the training before it); every one is recorded with the result."""
 
-    model_config = ConfigDict(extra="forbid")
     dataset: str = "digit_boxes"
     images: str | None = None
     annotations: str | None = None
@@ -59,16 +57,10 @@ class Options(BaseModel):
     score_threshold: float | None = Field(None, ge=0)
     iou_threshold: float | None = Field(None, gt=0, le=1)
     max_detections: int | None = Field(None, ge=1)
-    train_images: int = Field(0, ge=0)
-    train_split: str = "train"
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0)
     lr_reference_batch: int = Field(16, ge=1)
-    momentum: float = Field(0.9, ge=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    warmup_fraction: float = Field(0.1, ge=0, lt=1)
     clip_grad_norm: float = Field(10.0, gt=0)
-    seed: int = 0
     latency: LatencyOptions = Field(default_factory=lambda: LatencyOptions(min_time_s=0.5, max_time_s=5.0))
 
 
@@ -150,8 +142,7 @@ def train(model: Any, case: Case, options: Options) -> dict[str, Any]:
 
     dataset = CocoDetection(*dataset_paths(options, options.train_split))
     images, targets = _loaded(dataset, len(dataset))
-    settings = options.model_dump(include={f.name for f in dataclasses.fields(Schedule)} - {"images", "batch"})
-    schedule = Schedule(images=options.train_images, batch=case.batch, world_size=case.world_size, **settings)
+    schedule = options.schedule(case.batch, case.world_size)
     done = train_detector(model, images, targets, schedule, options.optimizer, options.clip_grad_norm)
     return {f"det_{k}": v for k, v in done.items()}
 
@@ -190,7 +181,7 @@ def time_phases(model: Any, images: list[torch.Tensor], case: Case, options: Opt
             "det_detections_per_image": float(np.mean(found)) / case.batch}
 
 
-def score(model: Any, dataset: Any, annotation_file: Path, options: Options) -> dict[str, Any]:
+def score(model: Any, dataset: Any, options: Options) -> dict[str, Any]:
     """Return the COCO stats (``acc_*`` fractions) of the model's detections on the first ``limit`` images,
     scored against the annotations of exactly those images, and how many images were scored."""
     count = min(options.limit, len(dataset))
@@ -201,7 +192,7 @@ def score(model: Any, dataset: Any, annotation_file: Path, options: Options) -> 
         for i, found in zip(chosen, model.detect(images), strict=True):
             results += detections_to_coco(dataset.image_ids[i], found.boxes.float().cpu(), found.scores.float().cpu(),
                                           found.labels.cpu(), dataset.category_ids)
-    instances = read_instances(annotation_file)
+    instances = dataset.instances
     scored = set(dataset.image_ids[:count])
     subset = instances | {"images": [im for im in instances["images"] if im["id"] in scored],
                           "annotations": [a for a in instances["annotations"] if a["image_id"] in scored]}
@@ -224,7 +215,7 @@ def measure(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: O
     timing_images, _ = _loaded(dataset, options.timing_images)
     out = time_phases(detector, timing_images, case, options)
     if options.limit:
-        out |= score(detector, dataset, annotation_file, options)
+        out |= score(detector, dataset, options)
     suppression = detector.suppression
     return out | trained | {
         "det_timing_images": len(timing_images),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -12,6 +10,7 @@ import pandas as pd
 
 from harness.compare import ALPHA, MIN_EFFECT, VERDICTS, comparison_records, verdict_counts
 from harness.report import template_environment
+from harness.store import write_text_atomically
 
 #: Order of the page's sections: what needs attention first (regressed, improved, ..., unchanged last).
 SECTION_ORDER: tuple[str, ...] = VERDICTS
@@ -83,12 +82,4 @@ def render_regressions(comparison: pd.DataFrame, out_file: str | Path, baseline_
         published=bool(comparison.attrs.get("published", False)),
         rendered_utc=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
-    page = Path(out_file)
-    page.parent.mkdir(parents=True, exist_ok=True)
-    tmp = page.with_name(f".{page.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(html, encoding="utf-8")
-        os.replace(tmp, page)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return page
+    return write_text_atomically(out_file, html)

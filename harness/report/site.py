@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import uuid
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from harness.report.tables import (
     run_summaries,
     suite_table,
 )
-from harness.store import BASE_COLUMNS, ResultStore, safe_name
+from harness.store import BASE_COLUMNS, ResultStore, safe_name, write_text_atomically
 
 #: Files copied from ``harness/report/static`` into ``<out>/assets``.
 ASSETS = ("report.css", "report.js")
@@ -159,18 +158,6 @@ def page_names(names: Iterable[str], prefix: str) -> dict[str, str]:
     return out
 
 
-def _write(path: Path, text: str, atomic: bool = False) -> None:
-    if not atomic:
-        path.write_text(text, encoding="utf-8")
-        return
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _copy_assets(out: Path) -> None:
     folder = out / "assets"
     folder.mkdir(parents=True, exist_ok=True)
@@ -254,13 +241,13 @@ def render_site(results_dir: str | Path = "results", out_dir: str | Path = "repo
             page = suite_pages[name]
             html = env.get_template("suite.html.j2").render(
                 **common, nav_suites=nav, t=table, plots=plots, run_pages=run_pages, page_title=f"suite {name}")
-            _write(out / page, html)
+            (out / page).write_text(html, encoding="utf-8")
             written.add(page)
         for run in runs:
             page = run_pages[run.run_id]
             html = env.get_template("run.html.j2").render(**common, nav_suites=nav, run=run,
                                                           suite_pages=suite_pages, page_title=f"run {run.run_id}")
-            _write(out / page, html)
+            (out / page).write_text(html, encoding="utf-8")
             written.add(page)
         summary = {"records": len(frame), "suites": len(suite_pages), "runs": len(run_pages),
                    "last": _stamp(frame["timestamp_utc"].max()),
@@ -269,7 +256,7 @@ def render_site(results_dir: str | Path = "results", out_dir: str | Path = "repo
             **common, nav_suites=nav, board=leaderboard(frame), summary=summary, suites=suites, runs=runs,
             run_pages=run_pages, suite_pages=suite_pages)
     page = out / "index.html"
-    _write(page, html, atomic=True)  # written last: a reader of index.html finds every page it links to
+    write_text_atomically(page, html)  # written last: a reader of index.html finds every page it links to
     for stale in [*out.glob("suite-*.html"), *out.glob("run-*.html")]:
         if stale.name not in written:
             stale.unlink(missing_ok=True)

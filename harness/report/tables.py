@@ -7,7 +7,6 @@ that end up on a page (the latest record per case, the failed records of a run),
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -24,6 +23,7 @@ from harness.report.columns import (
     VARIANT_FIELDS,
     Display,
 )
+from harness.store import is_missing
 
 #: Case fields by which rows are listed in a table, in order.
 ROW_ORDER = ["model", "batch", "resolution", "device", "dtype"]
@@ -137,13 +137,9 @@ def latest_per_case(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.iloc[order[last_positions(key, order)]]
 
 
-def _missing(value: Any) -> bool:
-    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
-
-
 def _number(value: Any) -> float | None:
     """Return ``value`` as a float when it is a number (not a bool, not missing), else None."""
-    if isinstance(value, (bool, np.bool_)) or _missing(value):
+    if isinstance(value, (bool, np.bool_)) or is_missing(value):
         return None
     if isinstance(value, (int, float, np.integer, np.floating)):
         return float(value)
@@ -152,7 +148,7 @@ def _number(value: Any) -> float | None:
 
 def text(value: Any) -> str:
     """Return a cell's text for a case field: '–' when missing, whole floats without '.0'."""
-    if _missing(value):
+    if is_missing(value):
         return "–"
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return str(int(value))
@@ -187,7 +183,7 @@ def _best_values(records: pd.DataFrame, shown: list[Display]) -> dict[str, float
 
 def _metric_cells(record: dict[str, Any], d: Display, best: dict[str, float], published: dict[str, Any]) -> list[Cell]:
     value = record.get(d.column)
-    has_value = not _missing(value)
+    has_value = not is_missing(value)
     cells = [Cell(d.format(value) if has_value else "–", best=has_value and best.get(d.column) == value,
                   value=float(value) if has_value else None)]
     if d.column in published:
@@ -203,7 +199,7 @@ def _metric_cells(record: dict[str, Any], d: Display, best: dict[str, float], pu
 
 
 def _differs(value: Any, default: Any) -> bool:
-    return not _missing(value) and value != default
+    return not is_missing(value) and value != default
 
 
 def _joined(values: pd.Series) -> str:
@@ -227,7 +223,7 @@ def _environment(records: pd.DataFrame) -> dict[str, str]:
     env_keys = ["env_cpu", "env_torch_threads", "env_gpu", "env_torch", "env_timm", "env_python", "env_git_sha"]
     for key in env_keys:
         value = last.get(key, "")
-        if not _missing(value) and value != "":
+        if not is_missing(value) and value != "":
             environment[key.removeprefix("env_")] = text(value)
     environment["measured_utc"] = str(last["timestamp_utc"])
     return environment
@@ -272,7 +268,7 @@ def suite_table(records: pd.DataFrame) -> SuiteTable:
         if record["status"] != "ok":
             error = record.get("error")
             problems.append({"label": record["label"], "status": record["status"],
-                             "error": "" if _missing(error) else str(error)})
+                             "error": "" if is_missing(error) else str(error)})
     return SuiteTable(
         suite=str(records["suite"].iloc[0]),
         headers=headers,
@@ -314,7 +310,7 @@ def error_by_batch_per_norm(records: pd.DataFrame) -> ViewTable | None:
 
 
 def _norm_name(norm: Any, norm_kwargs: Any) -> str:
-    return str(norm) if _missing(norm_kwargs) or norm_kwargs in ("{}", "") else f"{norm} {norm_kwargs}"
+    return str(norm) if is_missing(norm_kwargs) or norm_kwargs in ("{}", "") else f"{norm} {norm_kwargs}"
 
 
 def error_by_batch_series(ok: pd.DataFrame) -> dict[tuple[str, str, int], dict[int, float]]:
@@ -361,7 +357,7 @@ DETECTOR_COLUMNS: tuple[tuple[str, str, float], ...] = (
 
 
 def _detector_cell(value: Any, scale: float, best: float | None, kind: str = "", note: str = "") -> Cell:
-    if _missing(value) or value < 0:  # COCOeval's -1: no object of that size
+    if is_missing(value) or value < 0:  # COCOeval's -1: no object of that size
         return Cell("–", kind=kind, note=note)
     shown = float(value) * scale
     return Cell(f"{shown:.1f}", best=best is not None and float(value) == best, kind=kind, note=note, value=shown)
@@ -505,9 +501,9 @@ def leaderboard(records: pd.DataFrame) -> Leaderboard:
                  for k, _ in LEADERBOARD_IDENTITY]
         for d in metrics:
             value = record[d.column]
-            cells.append(Cell("–") if _missing(value) else Cell(d.format(value), value=float(value)))
+            cells.append(Cell("–") if is_missing(value) else Cell(d.format(value), value=float(value)))
         stamp = record["timestamp_utc"]
-        cells.append(Cell("–" if _missing(stamp) else pd.Timestamp(stamp).strftime("%Y-%m-%d %H:%M")))
+        cells.append(Cell("–" if is_missing(stamp) else pd.Timestamp(stamp).strftime("%Y-%m-%d %H:%M")))
         rows.append(LeaderboardRow(cells, text(record["device"]), text(record["dtype"]),
                                    sorted(suites[record["_group"]])))
     return Leaderboard(headers, keys, numeric, rows, sorted(best["device"].dropna().astype(str).unique()),
@@ -518,7 +514,7 @@ def leaderboard(records: pd.DataFrame) -> Leaderboard:
 
 
 def _stamp(value: Any) -> str:
-    return "–" if _missing(value) else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "–" if is_missing(value) else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def run_summaries(frame: pd.DataFrame) -> list[RunSummary]:
@@ -558,7 +554,7 @@ def run_summaries(frame: pd.DataFrame) -> list[RunSummary]:
         error = record.get("error")
         problems.setdefault(record["run_id"], []).append({
             "suite": str(record["suite"]), "label": str(record["label"]), "status": str(record["status"]),
-            "error": "" if _missing(error) else str(error)})
+            "error": "" if is_missing(error) else str(error)})
     start_keys = time_keys(started.reindex(range(n_runs))).astype(float)
     summaries = []
     for run in sorted(range(n_runs), key=lambda r: (-start_keys[r], str(run_names[r]))):

@@ -19,13 +19,14 @@ Training: :meth:`Detector.loss` takes the raw outputs of a batch and the targets
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.data.targets import Target
 from harness.zoo.detectors.postprocess import Suppression, suppress
 
 #: ImageNet mean and std (RGB, 0–1 scale), the normalisation of timm's and torchvision's backbones.
@@ -59,16 +60,6 @@ class ImageMeta:
 
     original_hw: tuple[int, int]
     scale: float
-
-
-@dataclass
-class Target:
-    """The ground truth of one image: ``boxes`` (M, 4) float x1, y1, x2, y2 in pixels and ``labels`` (M,)
-    int64 class indices."""
-
-    boxes: torch.Tensor
-    labels: torch.Tensor
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Detector(nn.Module):

@@ -37,7 +37,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import timm
 import torch
 import torch.nn.functional as F
 from timm.layers import ConvNormAct
@@ -66,6 +65,7 @@ from harness.zoo.detectors.keypoints import (
     topk,
 )
 from harness.zoo.detectors.postprocess import Suppression
+from harness.zoo.detectors.timm_features import TimmFeatures
 from harness.zoo.registry import register_model
 
 #: CenterNet's COCO evaluation keeps all top-100 peaks: no NMS, and no score threshold, because COCO AP
@@ -123,8 +123,8 @@ class TimmBody(nn.Module):
     def __init__(self, backbone: str, out_indices: tuple[int, ...], make_neck: Callable[[list[int]], nn.Module],
                  out_chs: int) -> None:
         super().__init__()
-        self.backbone = timm.create_model(backbone, features_only=True, out_indices=out_indices, pretrained=False)
-        self.neck = make_neck(self.backbone.feature_info.channels())
+        self.backbone = TimmFeatures(backbone, out_indices)
+        self.neck = make_neck(self.backbone.channels)
         self.out_chs = out_chs
         self.stacks = 1
 
