@@ -5,23 +5,35 @@ Layout under the results root::
     results/<suite>/<run_id>/_run.json                 the run's manifest (environment, suite, start)
     results/<suite>/<run_id>/<seq>-<case_id>.parquet   one record (one row) per finished case
 
-Each part file is written to a hidden temporary name in the same folder, flushed to disk and renamed,
-so a reader never sees half a file and a run that dies loses at most the case in flight. Hidden
-(``.``) and ``_`` files are skipped by pyarrow's dataset discovery, so ``pandas.read_parquet("results/")``
-reads exactly the records. Every part file of one harness version has the same schema.
+(``<suite>``, ``<run_id>`` and ``<case_id>`` reduced by :func:`safe_name`; ``<seq>`` five digits or more.)
+
+Each part file is written to a hidden temporary name in the same folder (``.<name>.<hex>.tmp``), flushed to
+disk and then published under its final name with a hard link, which fails rather than overwrite: a reader
+never sees half a file, a run that dies loses at most the case in flight, and processes writing into the
+same run folder at once (shards of one run) never replace each other's files. ``<seq>`` is one more than
+the highest in the folder when the record is appended, so the file names sort in the order the records
+were written (two processes appending at the same time may get the same ``<seq>``: for different cases
+both names stand; for the same case the second link fails and that record takes the next ``<seq>``).
+Hidden (``.``) and ``_`` files are skipped by pyarrow's dataset discovery and by :class:`ResultStore`, so
+``pandas.read_parquet("results/")`` reads exactly the records. Every part file of one harness version has
+the same schema. A file that cannot be written (disk full…) raises :class:`ResultWriteError` and leaves the
+folder as it was; one that cannot be read is skipped with a warning and listed by
+:meth:`ResultStore.unreadable`.
 
 The store knows nothing of torch: the caller passes the column types.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import re
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +42,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from harness.errors import HarnessError
 
 #: Columns every record has, whatever was measured.
 BASE_COLUMNS: dict[str, str] = {
@@ -68,24 +82,62 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "unnamed"
 
 
-def _write_atomically(path: Path, write: Any) -> None:
+#: A record file's name: ``<seq>-<case_id>.parquet``.
+PART_NAME = re.compile(r"(\d+)-.+\.parquet")
+
+#: What to do about a failed write, by errno (anything else: "fix the cause").
+_WRITE_ADVICE = {
+    errno.ENOSPC: "free some disk space",
+    errno.EDQUOT: "free some disk space (the disk quota is exceeded)",
+    errno.EACCES: "make the results folder writable",
+    errno.EPERM: "make the results folder writable",
+    errno.EROFS: "choose a writable results folder (--results)",
+}
+
+
+class ResultWriteError(HarnessError):
+    """Raised when a results file cannot be written (disk full, no permission…). Files written before it are
+    kept, and no temporary file is left behind; the message says which file, why, and what to do."""
+
+
+def _write_error(path: Path, exc: OSError, kept: str, then: str) -> ResultWriteError:
+    reason = f"{exc.strerror} [Errno {exc.errno}]" if exc.errno and exc.strerror else str(exc)
+    advice = _WRITE_ADVICE.get(exc.errno or 0, "fix the cause")
+    return ResultWriteError(f"cannot write {path}: {reason}; {kept}; {advice} and {then}")
+
+
+@contextmanager
+def _synced_temp(path: Path, write: Callable[[Path], object]) -> Iterator[Path]:
+    """Yield a hidden temporary file beside ``path`` filled by ``write`` and flushed to disk; it is removed on
+    leaving (publish it by renaming or linking it to ``path`` inside the ``with``)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         write(tmp)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        yield tmp
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def write_text_atomically(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8, newlines as given) to ``path`` through a synced temporary file beside it and a
-    rename, so a reader sees the old file or the new one, never half of it; return the path (folders made)."""
+    rename (replacing any file there), so a reader sees the old file or the new one, never half of it; return
+    the path (folders made). Raises OSError when it cannot be written, leaving no temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""))
+    with _synced_temp(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline="")) as tmp:
+        os.replace(tmp, path)
     return path
+
+
+def _seqs(folder: Path) -> list[int]:
+    """Return the ``<seq>`` of every record file in ``folder`` (empty when it does not exist)."""
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    return [int(match[1]) for match in map(PART_NAME.fullmatch, names) if match]
 
 
 def is_missing(value: Any) -> bool:
@@ -121,71 +173,122 @@ class ResultStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self._next_seq: dict[Path, int] = {}  # per run folder; seeded once from the files already there
+        self._unreadable: list[tuple[Path, str]] = []  # found by the last call that read part files
 
     def run_dir(self, suite: str, run_id: str) -> Path:
         """Return the folder holding the part files of ``run_id`` of ``suite``."""
         return self.root / safe_name(suite) / safe_name(run_id)
 
-    def write_manifest(self, suite: str, run_id: str, manifest: dict[str, Any]) -> Path:
-        """Write the run's manifest (``_run.json``) atomically and return its path."""
-        folder = self.run_dir(suite, run_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "_run.json"
+    def write_manifest(self, suite: str, run_id: str, manifest: dict[str, Any], name: str = "_run.json") -> Path:
+        """Write the run's manifest ``name`` (``_run.json``, or ``_run.<shard>.json`` for one shard of a run),
+        replacing one there, atomically; return its path.
+
+        Raises :class:`ResultWriteError` when it cannot be written (the folder keeps what it had).
+        """
+        if not (name.startswith("_run") and name.endswith(".json")):
+            raise ValueError(f"a manifest's name is _run*.json, got {name!r}")
+        path = self.run_dir(suite, run_id) / name
         text = json.dumps(manifest, indent=2, sort_keys=True, default=str)
-        write_text_atomically(path, text)
+        try:
+            write_text_atomically(path, text)
+        except OSError as exc:
+            raise _write_error(path, exc, "the files already in its folder are kept", "run again") from exc
         return path
 
     def append(self, record: dict[str, Any], columns: dict[str, str]) -> Path:
-        """Write one record as its own Parquet part file (atomic) and return the file's path.
+        """Write one record as its own Parquet part file (atomic, never replacing a file) and return its path.
 
         ``columns`` gives every column's type; columns the record lacks are written as nulls, keys
-        not in ``columns`` are an error (so no measurement is silently dropped).
+        not in ``columns`` are an error (so no measurement is silently dropped). Raises
+        :class:`ResultWriteError` when the file cannot be written (disk full…): no file of the folder is
+        touched and no temporary file is left behind.
         """
         unknown = set(record) - set(columns)
         if unknown:
             raise KeyError(f"record has columns without a declared type: {sorted(unknown)}")
-        folder = self.run_dir(record["suite"], record["run_id"])
-        folder.mkdir(parents=True, exist_ok=True)
-        if folder not in self._next_seq:
-            self._next_seq[folder] = sum(1 for _ in folder.glob("*.parquet"))
-        seq = self._next_seq[folder]
-        path = folder / f"{seq:05d}-{safe_name(record['case_id'])}.parquet"
         table = pa.Table.from_pylist([{k: record.get(k) for k in columns}], schema=arrow_schema(columns))
-        _write_atomically(path, lambda tmp: pq.write_table(table, tmp))
-        self._next_seq[folder] = seq + 1
-        return path
+        folder = self.run_dir(record["suite"], record["run_id"])
+        name = safe_name(record["case_id"])
+        seq = max(_seqs(folder), default=-1) + 1
+        path = folder / f"{seq:05d}-{name}.parquet"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with _synced_temp(path, lambda tmp: pq.write_table(table, tmp)) as tmp:
+                while True:
+                    try:
+                        os.link(tmp, path)  # unlike a rename, fails when another process took the name
+                        return path
+                    except FileExistsError:
+                        seq = max(seq, *_seqs(folder)) + 1
+                        path = folder / f"{seq:05d}-{name}.parquet"
+        except OSError as exc:
+            kept = f"the {len(_seqs(folder))} record(s) already in {folder} are kept"
+            raise _write_error(path, exc, kept, "rerun with --resume") from exc
 
     def part_files(self) -> Iterator[Path]:
         """Yield every record file under the root, in name order, skipping hidden and ``_`` files."""
-        if not self.root.exists():
-            return
-        for path in sorted(self.root.rglob("*.parquet")):
-            if not any(part.startswith((".", "_")) for part in path.relative_to(self.root).parts):
-                yield path
+        yield from self._part_files_in(self.root)
+
+    def _part_files_in(self, folder: Path) -> list[Path]:
+        """Return the record files under ``folder`` (inside the root), in name order, skipping any path with a
+        hidden or ``_`` part below the root (temporary files, manifests)."""
+        if not folder.is_dir():
+            return []
+        return [path for path in sorted(folder.rglob("*.parquet"))
+                if not any(part.startswith((".", "_")) for part in path.relative_to(self.root).parts)]
+
+    def _read_tables(self, paths: list[Path], columns: list[str] | None) -> list[pa.Table]:
+        """Return the tables of the readable ``paths``; each unreadable one is warned about and kept for
+        :meth:`unreadable` (which then lists exactly the files of this call)."""
+        self._unreadable = []
+        tables = []
+        for path in paths:
+            try:
+                tables.append(pq.read_table(path, columns=columns))
+            except (pa.ArrowException, OSError) as exc:
+                self._unreadable.append((path, str(exc)))
+                warnings.warn(f"skipping unreadable result file {path}: {exc}", stacklevel=3)
+        return tables
+
+    def unreadable(self) -> list[tuple[Path, str]]:
+        """Return ``(path, reason)`` of each part file that the last call reading part files (:meth:`read`,
+        :meth:`case_ids_in_run`) skipped because it could not be read (truncated,
+        corrupt, empty), in name order; empty before any such call."""
+        return list(self._unreadable)
 
     def read(self, columns: list[str] | None = None) -> pd.DataFrame:
         """Return every record under the root as a DataFrame (union of columns, or only ``columns``).
 
-        A part file that cannot be read (truncated, corrupt) is skipped with a warning naming it.
+        A part file that cannot be read (truncated, corrupt) is skipped with a warning naming it, and listed
+        by :meth:`unreadable` until the next read.
         """
-        tables = []
-        for path in self.part_files():
-            try:
-                tables.append(pq.read_table(path, columns=columns))
-            except (pa.ArrowException, OSError) as exc:
-                warnings.warn(f"skipping unreadable result file {path}: {exc}", stacklevel=2)
+        tables = self._read_tables(list(self.part_files()), columns)
         if not tables:
             return pd.DataFrame(columns=columns or list(BASE_COLUMNS))
         return pa.concat_tables(tables, promote_options="permissive").to_pandas()
 
-    def ok_case_ids(self, suite: str) -> set[str]:
-        """Return the case_ids that already have an ``ok`` record for ``suite``."""
-        frame = self.read(columns=["suite", "status", "case_id"])
-        if frame.empty:
-            return set()
-        done = frame[(frame["suite"] == suite) & (frame["status"] == "ok")]
-        return set(done["case_id"])
+    def case_ids_in_run(self, suite: str, run_id: str) -> set[str]:
+        """Return the case_ids having a readable record (whatever its status) in the folder of ``run_id`` of
+        ``suite``; only the ``case_id`` column is read. Unreadable files are skipped as in :meth:`read`."""
+        tables = self._read_tables(self._part_files_in(self.run_dir(suite, run_id)), ["case_id"])
+        return {case_id for table in tables for case_id in table.column("case_id").to_pylist() if case_id is not None}
+
+    def run_manifests(self, suite: str) -> list[tuple[Path, dict[str, Any]]]:
+        """Return ``(path, manifest)`` for every ``_run*.json`` manifest in the run folders of ``suite``, sorted
+        by the manifest's ``started_utc`` text (missing first), then path. A manifest that cannot be read or
+        is not a JSON object is skipped with a warning naming it."""
+        manifests = []
+        for path in sorted((self.root / safe_name(suite)).glob("*/_run*.json")):
+            try:
+                manifest = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
+                warnings.warn(f"skipping unreadable run manifest {path}: {exc}", stacklevel=2)
+                continue
+            if not isinstance(manifest, dict):
+                warnings.warn(f"skipping run manifest {path}: not a JSON object", stacklevel=2)
+                continue
+            manifests.append((path, manifest))
+        return sorted(manifests, key=lambda item: (str(item[1].get("started_utc") or ""), str(item[0])))
 
 
 def read_results(path: str | Path = "results") -> pd.DataFrame:
