@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -24,7 +25,8 @@ Parquet record per case under results/; `harness report` renders reports/index.h
 EPILOG = """\
 examples:
   harness run suites/smoke.yaml            measure the smoke suite on this machine
-  harness run suites/smoke.yaml --resume   run only the cases without an ok record yet
+  harness run suites/smoke.yaml --resume   continue the last run: only its cases without a record
+  harness run suites/nightly.yaml --shard 2/4   shard 2 of 4 (run the others on other machines)
   harness report                           render reports/index.html from results/
   harness export --format markdown         the latest results as Markdown tables (also csv, json, pytest-benchmark)
   harness compare RUN_A RUN_B              latency regressions of run B against run A, a verdict per case
@@ -34,8 +36,11 @@ examples:
   harness bench resnet18 --batch 8 --json  latency and throughput of one model
   harness env                              the environment recorded with every result
 
-exit status: 0 all cases ok or skipped; 1 some case failed; 2 bad usage or invalid suite;
-130 interrupted (finished cases are kept).
+failure classes of a failed case (column failure_class): exception, oom (retried at half the batch down
+to the suite's oom_min_batch), illegal_memory_access, crash (segfault, abort), timeout, nonfinite.
+
+exit status: 0 all cases ok or skipped; 1 some case failed, or results could not be written (a full
+disk: what was written is kept); 2 bad usage or invalid suite; 130 interrupted (finished cases are kept).
 """
 
 
@@ -69,35 +74,48 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     from harness.errors import HarnessError
     from harness.report import render_report
     from harness.runner import run_suite
-    from harness.runner.process import WorkerProcess
+    from harness.runner.executors import LocalExecutor, make_executor
+    from harness.runner.shard import parse_shard
 
-    worker = WorkerProcess()
-    worker.launch()  # the worker imports torch while the suites are validated here
+    try:
+        shard = parse_shard(args.shard) if args.shard else None
+        executor = make_executor(args.executor, args.address)
+    except HarnessError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    if isinstance(executor, LocalExecutor):
+        executor.worker.launch()  # the worker imports torch while the suites are validated here
+    summaries = []
     try:
         suites = _load_suites(args.suites, err)
         if suites is None:
             return EXIT_USAGE
-        if args.metrics:
-            try:
+        try:
+            if args.metrics:
                 suites = [s.with_metrics(args.metrics.split(",")) for s in suites]
-            except HarnessError as exc:
-                err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-                return EXIT_USAGE
+        except HarnessError as exc:
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            return EXIT_USAGE
+        if args.timeout:
+            suites = [dataclasses.replace(s, timeout_s=args.timeout, timeouts=()) for s in suites]
         status = EXIT_OK
         for suite in suites:
-            summary = run_suite(suite, args.results, resume=args.resume, console=err,
-                                show_progress=not args.no_progress, worker=worker)
-            counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items())) or "no case run"
-            if summary.skipped_by_resume:
-                counts += f", {summary.skipped_by_resume} already ok (resume)"
-            out.print(f"{suite.name}: {counts} in {summary.wall_s:.1f} s → "
-                      f"{escape(str(summary.results_dir))} (run {summary.run_id})", highlight=False, soft_wrap=True)
+            summary = run_suite(suite, args.results, resume=args.resume, console=err, executor=executor,
+                                show_progress=not args.no_progress, shard=shard, run_id=args.run_id)
+            summaries.append(summary)
+            out.print(f"{suite.name}{f' shard {shard}' if shard else ''}: {summary.describe()} in "
+                      f"{summary.wall_s:.1f} s → {escape(str(summary.results_dir))} (run {summary.run_id})",
+                      highlight=False, soft_wrap=True)
             if summary.interrupted:
                 return EXIT_INTERRUPTED
             if summary.failed:
                 status = EXIT_FAILED_CASES
     finally:
-        worker.stop()
+        executor.stop()
+        if args.summary_json:
+            from harness.store import write_text_atomically
+
+            write_text_atomically(args.summary_json, json.dumps([s.as_json() for s in summaries], indent=2) + "\n")
     if args.report:
         page = render_report(args.results, args.report)
         out.print(f"report: {escape(str(page))}", highlight=False, soft_wrap=True)
@@ -267,6 +285,7 @@ def cmd_compare(args: argparse.Namespace, out: Console, err: Console) -> int:
     from harness.compare import (
         ENV_KEYS,
         PUBLISHED,
+        NoSuchRun,
         cases_with,
         compare,
         comparison_records,
@@ -296,8 +315,13 @@ def cmd_compare(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.candidate == PUBLISHED:
         return usage("'published' can only be the baseline (the published values of the candidate's cases)")
     try:
-        candidate = load_side(args.candidate, args.results)
-        baseline = load_side(args.baseline, args.results, candidate=candidate)
+        candidate = load_side(args.candidate, args.results, suite=args.suite)
+        baseline = load_side(args.baseline, args.results, candidate=candidate, suite=args.suite)
+    except NoSuchRun as exc:
+        if args.no_baseline_ok:
+            out.print(f"nothing to compare: {escape(str(exc))}", highlight=False, soft_wrap=True)
+            return EXIT_OK
+        return usage(str(exc))
     except HarnessError as exc:
         return usage(str(exc))
     comparison = compare(baseline, candidate, args.alpha, args.min_effect,
@@ -422,7 +446,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("suites", nargs="+", metavar="SUITE", help="suite YAML file(s)")
     run.add_argument("--results", default="results", help="results directory (default: %(default)s)")
     run.add_argument("--resume", action="store_true",
-                     help="skip cases that already have an ok record for the suite in the results directory")
+                     help="continue the latest run of the suite (or --run-id's): run only its cases without a "
+                     "record yet (failed cases keep theirs)")
+    run.add_argument("--run-id", metavar="ID",
+                     help="name the run (default: UTC time + random hex); shards of one night may share one")
+    run.add_argument("--shard", metavar="I/N",
+                     help="run only shard I of N: a split balanced by estimated cost, the same on every machine; "
+                     "merge the machines' results by copying their results directories together")
+    run.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="local: one worker process on this machine (default); ray: each case a Ray task "
+                     "holding the CPUs and GPUs it needs (needs `pip install ray`)")
+    run.add_argument("--address", metavar="ADDR",
+                     help="the Ray cluster to join (e.g. auto, or ray://HOST:10001); default: start a local one")
+    run.add_argument("--timeout", type=float, metavar="SECONDS",
+                     help="kill any case still running after SECONDS (replaces the suites' timeout_s and timeouts)")
+    run.add_argument("--summary-json", metavar="FILE",
+                     help="write each suite's counts (per status and per failure class) to FILE as JSON")
     run.add_argument("--report", nargs="?", const="reports", default=None, metavar="DIR",
                      help="render the HTML report into DIR afterwards (default DIR: reports)")
     run.add_argument("--metrics", metavar="NAMES",
@@ -551,14 +590,20 @@ small to matter. Exit status: 1 when a case (or one of its metrics) has a verdic
 examples:
   harness compare results-main results-pr --fail-on regressed
   harness compare 20261123T183208Z-cbb836 20261124T090000Z-1a2b3c --html reports/regressions.html
-  harness compare published 20261124T090000Z-1a2b3c     measured against the suites' published values""",
+  harness compare published 20261124T090000Z-1a2b3c     measured against the suites' published values
+  harness compare latest~1 latest --suite nightly --fail-on regressed --no-baseline-ok   tonight against last night""",
     )
     comp.add_argument("baseline", metavar="BASELINE",
-                      help="a results directory, a run id in --results (a unique prefix will do), or 'published' "
-                      "(the published values of the candidate's cases)")
-    comp.add_argument("candidate", metavar="CANDIDATE", help="a results directory or a run id in --results")
+                      help="a results directory, a run id in --results (a unique prefix will do), latest~N (the Nth "
+                      "run before the latest), or 'published' (the published values of the candidate's cases)")
+    comp.add_argument("candidate", metavar="CANDIDATE",
+                      help="a results directory, a run id in --results, or latest (the most recent run)")
     comp.add_argument("--results", default="results",
                       help="results directory where run ids are looked up (default: %(default)s)")
+    comp.add_argument("--suite", metavar="NAME", help="compare only this suite's records (and count only its runs "
+                      "for latest~N)")
+    comp.add_argument("--no-baseline-ok", action="store_true",
+                      help="exit 0 with a note when a side names no run, e.g. latest~1 on the first night")
     comp.add_argument("--alpha", type=float, default=0.01,
                       help="significance level of the Mann-Whitney U test (default: %(default)s)")
     comp.add_argument("--min-effect", type=float, default=0.05, metavar="FRACTION",

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -104,13 +105,23 @@ SAMPLES = "latency_ms_samples"
 # ---------------------------------------------------------------------------------------------- loading
 
 
-def load_side(spec: str, results_dir: str | Path = "results", *, candidate: pd.DataFrame | None = None) -> pd.DataFrame:
+#: A run named by its recency: ``latest`` (the most recent run), ``latest~N`` (the Nth before it).
+RECENT = re.compile(r"latest(?:~(\d+))?")
+
+
+class NoSuchRun(HarnessError):
+    """A side names a run that is not there (e.g. ``latest~1`` before the second night)."""
+
+
+def load_side(spec: str, results_dir: str | Path = "results", *, candidate: pd.DataFrame | None = None,
+              suite: str | None = None) -> pd.DataFrame:
     """Return the records one side of a comparison names.
 
     ``spec`` is a results directory (every record under it), a run id in ``results_dir`` (its records; a
-    unique prefix of one will do), or ``published`` (only as the baseline: the published values of the
-    ``candidate`` records, see ``published_side``). Raises HarnessError for anything else, listing the
-    run ids there are.
+    unique prefix of one will do), ``latest`` or ``latest~N`` (the most recent run in ``results_dir``, or the
+    Nth before it, by their last record's time), or ``published`` (only as the baseline: the published values
+    of the ``candidate`` records, see ``published_side``). ``suite`` keeps only that suite's records. Raises
+    HarnessError for anything else (NoSuchRun when no run matches), listing the run ids there are.
     """
     if spec == PUBLISHED:
         if candidate is None:
@@ -118,15 +129,23 @@ def load_side(spec: str, results_dir: str | Path = "results", *, candidate: pd.D
         return published_side(candidate)
     path = Path(spec)
     if path.is_dir():
-        frame = ResultStore(path).read()
+        frame = _of_suite(ResultStore(path).read(), suite)
         if frame.empty:
-            raise HarnessError(f"no records in results directory {spec!r}")
+            raise HarnessError(f"no records in results directory {spec!r}" + (f" of suite {suite!r}" if suite else ""))
         return frame
     where = f"{Path(results_dir)}/"
     if not Path(results_dir).is_dir():
         raise HarnessError(f"no results directory or run id {spec!r}: {where} does not exist either")
-    frame = ResultStore(results_dir).read()
+    frame = _of_suite(ResultStore(results_dir).read(), suite)
     runs = _known_runs(frame)
+    recent = RECENT.fullmatch(spec)
+    if recent:
+        back = int(recent[1] or 0)
+        if back >= len(runs):
+            of = f" of suite {suite!r}" if suite else ""
+            raise NoSuchRun(f"{spec!r}: {where} holds {len(runs)} run(s){of}, so there is no run {back} before the "
+                            "latest")
+        return frame[frame["run_id"] == runs[back]].reset_index(drop=True)
     matches = [run for run in runs if run == spec] or [run for run in runs if spec and run.startswith(spec)]
     if len(matches) == 1:
         return frame[frame["run_id"] == matches[0]].reset_index(drop=True)
@@ -134,6 +153,10 @@ def load_side(spec: str, results_dir: str | Path = "results", *, candidate: pd.D
         raise HarnessError(f"run id prefix {spec!r} is ambiguous in {where}: {', '.join(matches)}")
     shown = ", ".join(runs[:10]) + (f" (and {len(runs) - 10} more)" if len(runs) > 10 else "")
     raise HarnessError(f"no results directory or run id {spec!r} in {where} — known run ids: {shown or 'none'}")
+
+
+def _of_suite(frame: pd.DataFrame, suite: str | None) -> pd.DataFrame:
+    return frame if suite is None or frame.empty else frame[frame["suite"] == suite].reset_index(drop=True)
 
 
 def _known_runs(frame: pd.DataFrame) -> list[str]:

@@ -16,3 +16,10 @@ class SkipCase(HarnessError):
 
 class UnknownModelError(HarnessError):
     """Raised when a model name is neither registered in the zoo nor known to timm."""
+
+
+class NonFiniteOutput(HarnessError):
+    """Raised when a model's output (or a training step's loss) holds NaN or infinite values.
+
+    The case is recorded as failed with failure class ``nonfinite``.
+    """

@@ -13,7 +13,10 @@ A suite file has these top-level keys (all but ``matrix`` optional)::
     metrics: {complexity: {}, latency: {max_time_s: 2}}   # or a list of names
     # a metric's `where: {axis: value or list}` limits it to the cases matching it, e.g.
     #   accuracy: {train_steps: 300, where: {mode: inference}}
-    timeout_s: 900              # a case still running after this is killed and recorded as failed
+    timeout_s: 900              # a case still running after this is killed and recorded as failed (timeout)
+    timeouts:                   # per-case overrides: the first entry whose `match` the case matches
+      - {match: {model: cornernet_hourglass104}, timeout_s: 3600}
+    oom_min_batch: 1            # out of memory: retry at half the batch down to this floor (null: no retry)
     published:                  # reference values shown beside what is measured
       - match: {model: resnet18}
         source: He et al. 2016, Table 1
@@ -88,6 +91,14 @@ class Published(BaseModel):
     values: dict[str, float] = Field(min_length=1)
 
 
+class TimeoutRule(BaseModel):
+    """A timeout, in seconds, for the cases that ``match``, in place of the suite's ``timeout_s``."""
+
+    model_config = _FORBID
+    match: CaseFilter  # type: ignore[valid-type]
+    timeout_s: Annotated[float, Field(gt=0)]
+
+
 class SuiteFile(BaseModel):
     """The schema of a suite file, before model names and metric options are checked."""
 
@@ -100,6 +111,8 @@ class SuiteFile(BaseModel):
     exclude: list[CaseFilter] = Field(default_factory=list)  # type: ignore[valid-type]
     metrics: dict[str, dict[str, Any] | None] | list[str] = Field(default_factory=lambda: ["complexity"])
     timeout_s: Annotated[float, Field(gt=0)] = 900.0
+    timeouts: list[TimeoutRule] = Field(default_factory=list)
+    oom_min_batch: PositiveInt | None = 1
     published: list[Published] = Field(default_factory=list)
 
 
@@ -136,6 +149,10 @@ class Suite:
     metrics: dict[str, BaseModel]
     timeout_s: float
     published: tuple[Published, ...]
+    #: per-case timeouts: (filter, seconds), the first match wins over ``timeout_s``.
+    timeouts: tuple[tuple[dict[str, Any], float], ...] = ()
+    #: out of memory: retry at half the batch while it stays at or above this; None: no retry.
+    oom_min_batch: int | None = 1
     #: metric name -> the filter (axis -> value or list) its cases must match; metrics absent here take all.
     metric_where: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
@@ -143,6 +160,12 @@ class Suite:
         """Return the metrics (name -> options) taken for ``case``: those whose ``where`` it matches."""
         point = case.to_dict()
         return {n: o for n, o in self.metrics.items() if _matches(point, self.metric_where.get(n, {}))}
+
+    def timeout_for(self, case: Case) -> float:
+        """Return the seconds ``case`` may run before it is killed: its first matching ``timeouts`` rule's, else
+        the suite's ``timeout_s``."""
+        point = case.to_dict()
+        return next((seconds for rule, seconds in self.timeouts if _matches(point, rule)), self.timeout_s)
 
     def with_metrics(self, names: Iterable[str]) -> Suite:
         """Return this suite taking only the metric families ``names`` (each must be in the suite)."""
@@ -209,6 +232,8 @@ def parse_suite(text: str, file: str = "<suite>", default_name: str = "suite") -
         metrics=metrics,
         metric_where=metric_where,
         timeout_s=spec.timeout_s,
+        timeouts=tuple((rule.match.model_dump(exclude_none=True), rule.timeout_s) for rule in spec.timeouts),
+        oom_min_batch=spec.oom_min_batch,
         published=tuple(spec.published),
     )
 

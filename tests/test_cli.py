@@ -61,8 +61,19 @@ def test_run_then_report_through_the_cli(write_suite, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "cli: 1 ok" in out and (reports / "index.html").exists()
     assert "tiny_cnn" in (reports / "index.html").read_text()
-    assert main(["run", str(path), "--results", str(results), "--resume", "--no-progress"]) == 0
-    assert "1 already ok (resume)" in capsys.readouterr().out
+    assert main(["run", str(path), "--results", str(results), "--resume", "--no-progress",
+                 "--summary-json", str(tmp_path / "summary.json")]) == 0
+    assert "cli: 1 already recorded (resume)" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary[0]["suite"] == "cli" and summary[0]["skipped_by_resume"] == 1 and summary[0]["counts"] == {}
+
+
+def test_run_options_are_checked_before_anything_runs(write_suite, capsys):
+    path = str(write_suite("matrix:\n  model: [tiny_cnn]\n"))
+    assert main(["run", path, "--shard", "3/2"]) == 2
+    assert "--shard '3/2': I must be between 1 and N" in capsys.readouterr().err
+    assert main(["run", path, "--address", "auto"]) == 2
+    assert "--address is for --executor ray" in capsys.readouterr().err
 
 
 def test_report_without_results_is_a_clear_error(tmp_path, capsys):

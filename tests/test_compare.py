@@ -286,3 +286,25 @@ def test_regressions_page_orders_sections(tmp_path):
     positions = [html.index(f'id="{v}"') for v in ("regressed", "improved", "inconclusive", "unchanged")]
     assert positions == sorted(positions)
     assert "Baseline median (ms)" in html and "α = 0.01" in html
+
+
+def test_latest_and_latest_tilde_n_name_runs_by_recency_within_a_suite(store):
+    assert set(load_side("latest", store.root)["run_id"]) == {"20261124T100000Z-bbbbbb"}
+    assert set(load_side("latest~1", store.root)["run_id"]) == {"20261123T100000Z-aaaaaa"}
+    store.append(_rec(Case("resnet18"), _samples(3), run_id="other-suite-run", minutes=120) | {"suite": "other"},
+                 STORE_COLUMNS)
+    assert set(load_side("latest", store.root)["run_id"]) == {"other-suite-run"}
+    assert set(load_side("latest", store.root, suite="demo")["run_id"]) == {"20261124T100000Z-bbbbbb"}
+    with pytest.raises(HarnessError, match=r"'latest~1': .* holds 1 run\(s\) of suite 'other', so there is no run 1"):
+        load_side("latest~1", store.root, suite="other")
+
+
+def test_nightly_compare_fails_on_a_regression_and_passes_on_the_first_night(store, capsys):
+    root = str(store.root)
+    nightly = ["--results", root, "--suite", "demo", "--fail-on", "regressed,missing-in-candidate", "--no-baseline-ok"]
+    assert main(["compare", "latest~1", "latest", *nightly]) == 1  # resnet18 is 10% slower tonight
+    assert "regressed" in capsys.readouterr().out
+    first_night = ["--results", root, "--suite", "demo", "--no-baseline-ok"]
+    assert main(["compare", "latest~2", "latest", *first_night]) == 0
+    assert "nothing to compare" in capsys.readouterr().out
+    assert main(["compare", "latest~2", "latest", "--results", root, "--suite", "demo"]) == 2  # without the flag

@@ -72,3 +72,28 @@ def test_resume_after_interruption_runs_only_the_missing_cases(write_suite, tmp_
     frame = ResultStore(tmp_path).read()
     assert sorted(frame["case_id"]) == sorted(c.case_id for c in suite.cases)  # exactly one record per case
     assert _run(suite, tmp_path, resume=True).counts == {}
+
+
+def test_a_full_disk_stops_the_run_with_a_clear_message_and_keeps_what_was_written(write_suite, tmp_path,
+                                                                                   monkeypatch):
+    import errno
+    import os
+
+    import harness.store
+
+    suite = load_suite(write_suite("matrix:\n  model: [tiny_cnn]\n  resolution: [16, 24, 32, 40]\n" + FAST_LATENCY))
+    real_write = harness.store.pq.write_table
+    calls = []
+
+    def write_until_full(table, where, *args, **kwargs):
+        calls.append(where)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(table, where, *args, **kwargs)
+
+    monkeypatch.setattr(harness.store.pq, "write_table", write_until_full)
+    with pytest.raises(harness.store.ResultWriteError, match=r"No space left on device.*2 record\(s\).* kept"):
+        _run(suite, tmp_path)
+    frame = ResultStore(tmp_path).read()
+    assert len(frame) == 2 and (frame["status"] == "ok").all()
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]

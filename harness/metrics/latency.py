@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.case import Case
 from harness.distributed import agree, for_training
+from harness.metrics.finite import assert_finite
 from harness.stats import relative_ci_half_width, summarize
 
 NAME = "latency"
@@ -212,6 +213,8 @@ def inference_fn(model: torch.nn.Module, inputs: torch.Tensor, case: Case, opts:
         with torch.inference_mode():
             model(inputs)
 
+    with torch.inference_mode():
+        assert_finite(model(inputs), "the model's output")
     return forward
 
 
@@ -235,6 +238,8 @@ def time_training(model: torch.nn.Module, inputs: torch.Tensor, case: Case, opts
         clock.mark()
         loss = _loss(trained(inputs), labels)
         clock.mark()
+        if not phases:  # the first step's loss; later ones are not read back, which would add a sync
+            assert_finite(loss.detach(), "the training loss")
         loss.backward()
         clock.mark()
         optimizer.step()

@@ -12,6 +12,7 @@ import signal
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.runner.faults import REPLACE_WORKER_AFTER, classify_exit, exit_hint
 from harness.runner.worker import worker_main
 
 STARTUP_TIMEOUT_S = 300.0
@@ -71,14 +72,19 @@ class WorkerProcess:
         self._conn.send(task)
         if not self._conn.poll(timeout_s):
             self.stop()
-            return _failed(f"Timeout: the case ran longer than {timeout_s:g} s; the worker was killed", timeout_s)
+            return _failed(f"Timeout: the case ran longer than {timeout_s:g} s; the worker was killed",
+                           timeout_s, "timeout")
         try:
-            return self._conn.recv()
+            outcome = self._conn.recv()
         except (EOFError, ConnectionResetError):
             self._proc.join(5)
-            reason = describe_exit(self._proc.exitcode)
+            code = self._proc.exitcode
             self.stop()
-            return _failed(f"WorkerCrash: the worker process {reason} while running the case", None)
+            return _failed(f"WorkerCrash: the worker process {describe_exit(code)} while running the case"
+                           f"{exit_hint(code)}", None, classify_exit(code))
+        if outcome.get("failure_class") in REPLACE_WORKER_AFTER:
+            self.stop()  # the worker exits after such a failure; the next case starts a fresh one
+        return outcome
 
     def stop(self) -> None:
         """Ask the worker to exit, then kill it if it does not; safe to call twice."""
@@ -107,5 +113,5 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def _failed(error: str, duration_s: float | None) -> dict[str, Any]:
-    return {"status": "failed", "error": error, "values": {}, "duration_s": duration_s}
+def _failed(error: str, duration_s: float | None, failure_class: str) -> dict[str, Any]:
+    return {"status": "failed", "error": error, "failure_class": failure_class, "values": {}, "duration_s": duration_s}

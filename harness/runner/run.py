@@ -1,8 +1,12 @@
-"""Running a suite: cases go one by one to a worker process; each finished case is stored at once.
+"""Running a suite: an executor runs the cases (:mod:`harness.runner.executors`); each finished case is stored
+before the next is taken, so a run that dies (Ctrl-C, ``kill -9``, a lost machine) loses at most the cases in flight.
 
-``--resume`` skips the cases that already have an ``ok`` record for the suite in the results
-directory. Ctrl-C kills the worker, keeps every record already written and returns a summary marked
-interrupted; the case in flight is not recorded.
+A run writes its manifest (``_run.json``, or ``_run.shard-I-of-N.json`` for a shard) when it starts: the suite,
+the environment, the shard and the case_ids it plans; and again when it ends, with what happened to them.
+``--resume`` continues the latest run of the suite (and shard) under the same run id: it runs exactly the
+planned cases that have no record in that run yet. A failed case keeps its record; run without ``--resume`` to
+measure it again. Ctrl-C stops the executor, keeps every record already written and returns a summary marked
+interrupted.
 """
 
 from __future__ import annotations
@@ -24,14 +28,28 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harness.case import CASE_COLUMNS, Case
 from harness.env import ENV_COLUMNS
 from harness.metrics import metric_columns
+from harness.runner.executors import Executor, LocalExecutor
+from harness.runner.faults import FAILURE_CLASSES
 from harness.runner.process import WorkerProcess
+from harness.runner.shard import Shard, estimate_cost_s, select_shard
+from harness.runner.tasks import CaseTask
 from harness.store import BASE_COLUMNS, ResultStore
 from harness.suite import Suite
 
+#: Columns the runner adds to every record: how the case ended and under which limits.
+RUN_COLUMNS: dict[str, str] = {
+    "failure_class": "string",  # harness.runner.faults.FAILURE_CLASSES; empty unless failed
+    "batch_used": "int64",  # the batch of the attempt recorded (smaller than `batch` after out-of-memory retries)
+    "oom_retries": "int64",  # how many times the batch was halved after running out of memory
+    "timeout_s": "float64",  # the case's timeout
+    "executor": "string",  # local or ray
+    "shard": "string",  # I/N, empty when the suite ran whole
+}
+
 
 def record_columns() -> dict[str, str]:
-    """Return ``{column: type}`` of a full record: base, case fields, environment and every metric."""
-    return BASE_COLUMNS | CASE_COLUMNS | ENV_COLUMNS | metric_columns()
+    """Return ``{column: type}`` of a full record: base, run, case fields, environment and every metric."""
+    return BASE_COLUMNS | RUN_COLUMNS | CASE_COLUMNS | ENV_COLUMNS | metric_columns()
 
 
 def new_run_id() -> str:
@@ -47,6 +65,8 @@ class RunSummary:
     suite: str
     results_dir: Path
     counts: Counter = field(default_factory=Counter)
+    #: failed cases by failure class (harness.runner.faults)
+    failure_classes: Counter = field(default_factory=Counter)
     skipped_by_resume: int = 0
     interrupted: bool = False
     wall_s: float = 0.0
@@ -57,12 +77,33 @@ class RunSummary:
         """Return the number of cases recorded as failed."""
         return self.counts.get("failed", 0)
 
+    def describe(self) -> str:
+        """Return the counts as text, e.g. ``3 ok, 2 failed (1 oom, 1 timeout), 1 skipped``."""
+        parts = []
+        for status in ("ok", "failed", "skipped"):
+            if self.counts.get(status):
+                text = f"{self.counts[status]} {status}"
+                if status == "failed" and self.failure_classes:
+                    text += " (" + ", ".join(f"{self.failure_classes[c]} {c}" for c in FAILURE_CLASSES
+                                             if self.failure_classes.get(c)) + ")"
+                parts.append(text)
+        if self.skipped_by_resume:
+            parts.append(f"{self.skipped_by_resume} already recorded (resume)")
+        return ", ".join(parts) or "no case run"
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the summary as JSON-able data: counts per status and per failure class, wall seconds."""
+        return {"run_id": self.run_id, "suite": self.suite, "results_dir": str(self.results_dir),
+                "counts": dict(self.counts), "failure_classes": dict(self.failure_classes),
+                "skipped_by_resume": self.skipped_by_resume, "interrupted": self.interrupted, "wall_s": self.wall_s}
+
 
 def build_record(
     suite: Suite, case: Case, run_id: str, env: dict[str, Any], outcome: dict[str, Any]
 ) -> dict[str, Any]:
     """Return the store record of one case's outcome: identity, status, protocol, values, environment."""
     metrics = suite.metrics_for(case)
+    failed = outcome["status"] == "failed"
     return {
         "run_id": run_id,
         "suite": suite.name,
@@ -75,6 +116,10 @@ def build_record(
         "metrics_taken": ",".join(metrics),
         "protocol_json": json.dumps({k: v.model_dump() for k, v in metrics.items()}, sort_keys=True),
         "published_json": json.dumps(suite.published_for(case)),
+        "failure_class": (outcome.get("failure_class") or "exception") if failed else None,
+        "batch_used": outcome.get("batch_used", case.batch),
+        "oom_retries": outcome.get("oom_retries", 0),
+        "timeout_s": suite.timeout_for(case),
         **case.storage_columns(),
         **env,
         **outcome["values"],
@@ -90,26 +135,42 @@ def run_suite(
     show_progress: bool = True,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     worker: WorkerProcess | None = None,
+    executor: Executor | None = None,
+    shard: Shard | None = None,
+    run_id: str | None = None,
 ) -> RunSummary:
-    """Run every case of ``suite`` in a worker process, storing each record as soon as it is done.
+    """Run the cases of ``suite`` (of ``shard`` only, when given) on ``executor`` (default: a local worker
+    process), storing each record as soon as it is done; return the run's summary.
 
-    Returns the run's summary. ``on_record`` is called with each stored record (tests use it). A
-    ``worker`` passed in (already launched, e.g. while suites were validated) is used and left running
-    for the caller to stop; otherwise one is started and stopped here.
+    ``run_id`` names the run (default: a new one; shards of one night may share one). ``resume`` continues the
+    run ``run_id``, or the latest of this suite and shard, running only its cases without a record.
+    ``on_record`` is called with each stored record (tests use it). A ``worker`` passed in (already launched,
+    e.g. while suites were validated) is used and left running for the caller to stop; an executor passed in
+    is started here and left for the caller to stop.
     """
     console = console or Console(stderr=True)
     store = ResultStore(results_dir)
-    summary = RunSummary(run_id=new_run_id(), suite=suite.name, results_dir=Path(results_dir))
     cases = list(suite.cases)
+    if shard is not None:
+        cases = select_shard(cases, lambda c: estimate_cost_s(c, _metric_options(suite, c)), shard)
+    planned = len(cases)
     if resume:
-        done = store.ok_case_ids(suite.name)
-        cases = [c for c in cases if c.case_id not in done]
-        summary.skipped_by_resume = len(suite.cases) - len(cases)
-        if summary.skipped_by_resume:
-            console.print(f"resume: {summary.skipped_by_resume} case(s) already ok, {len(cases)} to run")
+        run_id = run_id or _latest_run_id(store, suite.name, shard)
+        if run_id is None:
+            console.print(f"resume: no earlier run of {suite.name}{_shard_text(shard)} in {results_dir}; a new run")
+        else:
+            done = store.case_ids_in_run(suite.name, run_id)
+            cases = [c for c in cases if c.case_id not in done]
+            console.print(f"resume: run {run_id}: {planned - len(cases)} case(s) already recorded, {len(cases)} to run")
+    summary = RunSummary(run_id=run_id or new_run_id(), suite=suite.name, results_dir=Path(results_dir),
+                         skipped_by_resume=planned - len(cases))
     columns = record_columns()
-    owns_worker = worker is None
-    worker = worker or WorkerProcess()
+    owns_worker = executor is None and worker is None
+    executor = executor or LocalExecutor(worker)
+    manifest = {"run_id": summary.run_id, "suite": suite.name, "suite_path": suite.path, "resumed": resume,
+                "shard": str(shard) if shard else None, "executor": executor.name,
+                "planned_case_ids": [c.case_id for c in cases]}
+    manifest_name = f"_run.{shard.slug}.json" if shard else "_run.json"
     started = time.perf_counter()
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -121,40 +182,60 @@ def run_suite(
         console=console,
         disable=not show_progress,
     )
+    tasks = [CaseTask(case, _metric_options(suite, case), suite.timeout_for(case), suite.oom_min_batch)
+             for case in cases]
     try:
         with progress:
-            task = progress.add_task(suite.name, total=len(cases))
+            bar = progress.add_task(suite.name, total=len(cases))
             if cases:
-                progress.update(task, description=f"{suite.name}: starting the worker")
-                env = worker.start()
-                store.write_manifest(
-                    suite.name,
-                    summary.run_id,
-                    {"run_id": summary.run_id, "suite": suite.name, "suite_path": suite.path,
-                     "started_utc": datetime.now(timezone.utc).isoformat(), "cases": len(cases),
-                     "resumed": resume, "env": env},
-                )
-            for case in cases:
-                progress.update(task, description=f"{suite.name}: {case.label}")
-                metrics = {name: options.model_dump() for name, options in suite.metrics_for(case).items()}
-                outcome = worker.run({"case": case.to_dict(), "metrics": metrics}, suite.timeout_s)
-                record = build_record(suite, case, summary.run_id, worker.env, outcome)
+                progress.update(bar, description=f"{suite.name}: starting the {executor.name} executor")
+                env = executor.start()
+                manifest |= {"started_utc": datetime.now(timezone.utc).isoformat(), "env": env}
+                store.write_manifest(suite.name, summary.run_id, manifest, name=manifest_name)
+                progress.update(bar, description=f"{suite.name}: {cases[0].label}")
+            for task, outcome in executor.run(tasks):
+                record = build_record(suite, task.case, summary.run_id, outcome.get("env") or env, outcome)
+                record |= {"executor": executor.name, "shard": str(shard) if shard else None}
                 store.append(record, columns)
                 summary.counts[record["status"]] += 1
+                if record["failure_class"]:
+                    summary.failure_classes[record["failure_class"]] += 1
                 summary.measured_window_s += record.get("latency_window_s") or 0.0
                 _report_case(console, record)
                 if on_record is not None:
                     on_record(record)
-                progress.advance(task)
+                progress.advance(bar)
+                done = sum(summary.counts.values())
+                if done < len(tasks):
+                    progress.update(bar, description=f"{suite.name}: {tasks[done].case.label}")
     except KeyboardInterrupt:
         summary.interrupted = True
-        console.print("[yellow]interrupted: the case in flight was dropped; finished cases are kept")
-        worker.stop()
+        console.print("[yellow]interrupted: the cases in flight were dropped; finished cases are kept "
+                      "(--resume runs the rest)")
+        executor.stop()
     finally:
         if owns_worker:
-            worker.stop()
+            executor.stop()
         summary.wall_s = time.perf_counter() - started
+    if cases:
+        manifest |= {"finished_utc": datetime.now(timezone.utc).isoformat(), "summary": summary.as_json()}
+        store.write_manifest(suite.name, summary.run_id, manifest, name=manifest_name)
     return summary
+
+
+def _metric_options(suite: Suite, case: Case) -> dict[str, dict[str, Any]]:
+    return {name: options.model_dump() for name, options in suite.metrics_for(case).items()}
+
+
+def _shard_text(shard: Shard | None) -> str:
+    return f" shard {shard}" if shard else ""
+
+
+def _latest_run_id(store: ResultStore, suite: str, shard: Shard | None) -> str | None:
+    """Return the run id of the latest run of ``suite`` (and ``shard``: None = a whole-suite run), or None."""
+    wanted = str(shard) if shard else None
+    runs = [m for _path, m in store.run_manifests(suite) if m.get("shard") == wanted and m.get("run_id")]
+    return runs[-1]["run_id"] if runs else None
 
 
 def _report_case(console: Console, record: dict[str, Any]) -> None:

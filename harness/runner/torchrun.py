@@ -63,7 +63,7 @@ def launch(case: Any, metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
         return outcomes[0] | {"duration_s": duration_s}
     if done.returncode != 0 or 0 not in outcomes:
         tail = (done.stdout + done.stderr)[-OUTPUT_TAIL_CHARS:]
-        return {"status": "failed", "values": {}, "duration_s": duration_s,
+        return {"status": "failed", "values": {}, "duration_s": duration_s, "failure_class": "crash",
                 "error": f"TorchrunError: torchrun exited with status {done.returncode}\n{tail}"}
     return outcomes[0] | {"duration_s": duration_s}
 

@@ -4,8 +4,9 @@ torch is imported once per worker and the worker is reused between cases; a case
 process (abort, segfault, out-of-memory kill) takes only the worker down, and the parent starts a new
 one. A case that runs in a torch.distributed group is launched from here through torchrun
 (:mod:`harness.runner.torchrun`). Messages on the pipe: the worker first sends ``{"env": {...}}``; then for each task
-``{"case": {...}, "metrics": {name: options}}`` it answers ``{"status", "error", "values", "duration_s"}``;
-``None`` asks it to exit.
+``{"case": {...}, "metrics": {name: options}}`` it answers ``{"status", "error", "failure_class", "values",
+"duration_s"}``; ``None`` asks it to exit. After a failure of a class in
+:data:`harness.runner.faults.REPLACE_WORKER_AFTER` (a CUDA illegal memory access) it exits after answering.
 """
 
 from __future__ import annotations
@@ -33,17 +34,30 @@ def measure_case(case: Any, metrics: dict[str, dict[str, Any]]) -> dict[str, Any
     return values
 
 
+def release_cuda_memory() -> None:
+    """Hand the CUDA memory the last case left cached back: cuBLAS workspaces (live allocations that would count in
+    the next case's peak) and the caching allocator's free blocks (an out-of-memory retry at a smaller batch needs
+    them)."""
+    import torch
+
+    clear_workspaces = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+    if clear_workspaces is not None:
+        clear_workspaces()
+    torch.cuda.empty_cache()
+
+
 def execute_case(case_dict: dict[str, Any], metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Run one case; return ``{status: ok|failed|skipped, error, values, duration_s}`` (never raises)."""
     import torch
 
     from harness.case import Case
     from harness.errors import SkipCase
+    from harness.runner.faults import REPLACE_WORKER_AFTER, classify_exception
     from harness.runner.torchrun import launch, needs_group
 
     start = time.perf_counter()
     values: dict[str, Any] = {}
-    status, error = "ok", ""
+    status, error, failure_class = "ok", "", None
     default_threads = torch.get_num_threads()
     try:
         case = Case.from_dict(case_dict)
@@ -57,10 +71,14 @@ def execute_case(case_dict: dict[str, Any], metrics: dict[str, dict[str, Any]]) 
     except Exception as exc:
         frames = traceback.format_exception(exc)
         status, error = "failed", f"{type(exc).__name__}: {exc}\n" + "".join(frames[-12:])
+        failure_class = classify_exception(exc)
     finally:
         torch.set_num_threads(default_threads)
         gc.collect()
-    return {"status": status, "error": error, "values": values, "duration_s": time.perf_counter() - start}
+        if torch.cuda.is_initialized() and failure_class not in REPLACE_WORKER_AFTER:
+            release_cuda_memory()
+    return {"status": status, "error": error, "failure_class": failure_class, "values": values,
+            "duration_s": time.perf_counter() - start}
 
 
 def worker_main(conn: Connection) -> None:
@@ -73,6 +91,7 @@ def worker_main(conn: Connection) -> None:
     os.setpgid(0, 0)
     import harness.zoo  # noqa: F401  (torch, timm and the builders load before the first case's timeout)
     from harness.env import capture
+    from harness.runner.faults import REPLACE_WORKER_AFTER
 
     conn.send({"env": capture()})
     while True:
@@ -82,4 +101,7 @@ def worker_main(conn: Connection) -> None:
             return
         if task is None:
             return
-        conn.send(execute_case(task["case"], task["metrics"]))
+        outcome = execute_case(task["case"], task["metrics"])
+        conn.send(outcome)
+        if outcome.get("failure_class") in REPLACE_WORKER_AFTER:
+            return  # the CUDA context is lost: the parent starts a fresh worker for the next case
