@@ -9,12 +9,13 @@ from typing import Any
 
 from harness.case import CASE_COLUMNS, Case
 from harness.env import ENV_COLUMNS
+from harness.runner.run import RUN_COLUMNS
 from harness.store import BASE_COLUMNS, ResultStore
 
 METRIC_COLUMNS = {"params": "int64", "macs": "int64", "latency_ms_median": "float64",
                   "latency_ms_iqr": "float64", "latency_ms_samples": "list<float64>",
                   "throughput_samples_per_s": "float64"}
-COLUMNS = BASE_COLUMNS | CASE_COLUMNS | ENV_COLUMNS | METRIC_COLUMNS
+COLUMNS = BASE_COLUMNS | RUN_COLUMNS | CASE_COLUMNS | ENV_COLUMNS | METRIC_COLUMNS
 T0 = datetime(2026, 11, 23, tzinfo=timezone.utc)
 EVIL = "<script>alert(1)</script>"
 RICH_COLUMNS = COLUMNS | {"acc_top1": "float64", "flops": "int64", "latency_timer": "string",
@@ -54,7 +55,7 @@ def rich_store(root: Path) -> ResultStore:
         make_record(r18, run_id="r2", suite="cnn", minutes=60, latency_ms_median=8.0,
                     latency_ms_samples=[8.0, 8.1], params=11_700_000, published_json=published, **timed),
         make_record(mnv2, run_id="r2", suite="cnn", minutes=61, status="failed", error="RuntimeError: flaky"),
-        make_record(Case("vgg16"), run_id="r2", suite="cnn", minutes=61, status="failed",
+        make_record(Case("vgg16"), run_id="r2", suite="cnn", minutes=61, status="failed", failure_class="oom",
                     error=f"RuntimeError: boom {EVIL}\nTraceback line 2"),
         make_record(Case("resnet50", device="cuda"), run_id="r2", suite="cnn", minutes=62, status="skipped",
                     error="no CUDA device"),

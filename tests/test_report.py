@@ -282,7 +282,7 @@ def test_suite_page_has_table_caption_problems_and_plots(site):
         assert part in caption, part
     assert re.search(r'<th [^>]*data-sort="number">Latency median \(ms\)', html)
     assert "Params (M) published (Δ)" in html and "11.70 (+0.0%)" in html
-    assert '<details class="problem status-failed"><summary><span class="status-failed">failed</span>: ' \
+    assert '<details class="problem status-failed"><summary><span class="status-failed">failed (oom)</span>: ' \
            f"vgg16 b1 224px cpu fp32 — RuntimeError: boom {ESCAPED}</summary>" in html
     assert "flaky" not in html  # mobilenetv2_100 failed in r2 but has an ok record: its row is the ok one
     assert "skipped</span>: resnet50 b1 224px cuda fp32 — no CUDA device</summary>" in html

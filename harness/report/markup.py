@@ -45,14 +45,17 @@ def header_html(headers: Sequence[str], numeric: Sequence[bool] = (), keys: Sequ
 
 
 def problems_html(problems: Sequence[dict[str, str]], suite_pages: dict[str, str] | None = None) -> Markup:
-    """Return a ``<details class="problem">`` per failed or skipped case: status, label (and its suite's page
-    when ``suite_pages`` is given), the error's first line as summary and the whole error inside."""
+    """Return a ``<details class="problem">`` per failed or skipped case: status (with its failure class), label
+    (and its suite's page when ``suite_pages`` is given), the error's first line as summary and the whole error
+    inside."""
     out = []
     for p in problems:
         status, error, suite = _e(p["status"]), p.get("error") or "", p.get("suite", "")
+        failure_class = p.get("failure_class") or ""
+        shown = f"{status} ({_e(failure_class)})" if failure_class else status
         where = (f' (<a href="{_e(suite_pages[suite])}">{_e(suite)}</a>)'
                  if suite_pages and suite in suite_pages else "")
         first = error.splitlines()[0] if error.strip() else "no reason recorded"
-        out.append(f'<details class="problem status-{status}"><summary><span class="status-{status}">{status}</span>: '
+        out.append(f'<details class="problem status-{status}"><summary><span class="status-{status}">{shown}</span>: '
                    f"{_e(p['label'])}{where} — {_e(first)}</summary><pre>{_e(error)}</pre></details>")
     return Markup("\n".join(out))

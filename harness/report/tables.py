@@ -252,7 +252,8 @@ def suite_table(records: pd.DataFrame) -> SuiteTable:
         if d.column in published_cols:
             headers.append(f"{d.header} published (Δ)")
             numeric.append(True)
-    needed = [c for c, _ in identity] + [d.column for d in shown] + ["status", "published_json", "label", "error"]
+    needed = [c for c, _ in identity] + [d.column for d in shown] + ["status", "published_json", "label", "error",
+                                                                    "failure_class"]
     rows = []
     problems = []
     for record in records[[c for c in dict.fromkeys(needed) if c in records]].to_dict("records"):
@@ -268,7 +269,8 @@ def suite_table(records: pd.DataFrame) -> SuiteTable:
         if record["status"] != "ok":
             error = record.get("error")
             problems.append({"label": record["label"], "status": record["status"],
-                             "error": "" if is_missing(error) else str(error)})
+                             "failure_class": _or_empty(record.get("failure_class")),
+                             "error": _or_empty(error)})
     return SuiteTable(
         suite=str(records["suite"].iloc[0]),
         headers=headers,
@@ -513,6 +515,10 @@ def leaderboard(records: pd.DataFrame) -> Leaderboard:
 # --- runs ------------------------------------------------------------------------------------------------
 
 
+def _or_empty(value: Any) -> str:
+    return "" if is_missing(value) else str(value)
+
+
 def _stamp(value: Any) -> str:
     return "–" if is_missing(value) else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -549,12 +555,13 @@ def run_summaries(frame: pd.DataFrame) -> list[RunSummary]:
             environments.setdefault(run, {})[column.removeprefix("env_")] = " | ".join(values)
     problems: dict[str, list[dict[str, str]]] = {}
     bad = frame.iloc[np.flatnonzero((frame["status"] != "ok").to_numpy(dtype=bool, na_value=True))]
-    bad = bad[["run_id", "suite", "label", "status", "timestamp_utc", *(["error"] if "error" in bad else [])]]
+    bad = bad[["run_id", "suite", "label", "status", "timestamp_utc",
+               *[c for c in ("error", "failure_class") if c in bad]]]
     for record in bad.sort_values("timestamp_utc", kind="stable").to_dict("records"):
         error = record.get("error")
         problems.setdefault(record["run_id"], []).append({
             "suite": str(record["suite"]), "label": str(record["label"]), "status": str(record["status"]),
-            "error": "" if is_missing(error) else str(error)})
+            "failure_class": _or_empty(record.get("failure_class")), "error": _or_empty(error)})
     start_keys = time_keys(started.reindex(range(n_runs))).astype(float)
     summaries = []
     for run in sorted(range(n_runs), key=lambda r: (-start_keys[r], str(run_names[r]))):
