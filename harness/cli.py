@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -98,6 +99,14 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
             return EXIT_USAGE
         if args.timeout:
             suites = [dataclasses.replace(s, timeout_s=args.timeout, timeouts=()) for s in suites]
+        if args.cases:
+            wanted = set(args.cases.replace(" ", "").split(","))
+            suites = [dataclasses.replace(s, cases=tuple(c for c in s.cases if c.case_id in wanted)) for s in suites]
+            unknown = wanted - {c.case_id for s in suites for c in s.cases}
+            if unknown:
+                err.print(f"[red]error:[/] --cases: no case {', '.join(sorted(unknown))} in the suite(s)",
+                          highlight=False, soft_wrap=True)
+                return EXIT_USAGE
         status = EXIT_OK
         for suite in suites:
             summary = run_suite(suite, args.results, resume=args.resume, console=err, executor=executor,
@@ -324,8 +333,17 @@ def cmd_compare(args: argparse.Namespace, out: Console, err: Console) -> int:
         return usage(str(exc))
     except HarnessError as exc:
         return usage(str(exc))
-    comparison = compare(baseline, candidate, args.alpha, args.min_effect,
-                         env_keys=[k for k in ENV_KEYS if k not in ignored])
+    env_keys = [k for k in ENV_KEYS if k not in ignored]
+    comparison = compare(baseline, candidate, args.alpha, args.min_effect, env_keys=env_keys)
+    if args.confirm and fail_on and len(cases_with(comparison, fail_on)):
+        try:
+            candidate = _remeasure(args, cases_with(comparison, fail_on), candidate, err)
+        except HarnessError as exc:
+            return usage(str(exc))
+        first = len(cases_with(comparison, fail_on))
+        comparison = compare(baseline, candidate, args.alpha, args.min_effect, env_keys=env_keys)
+        err.print(f"confirm: {first} case(s) flagged and measured again; {len(cases_with(comparison, fail_on))} "
+                  "still with a verdict in --fail-on", highlight=False, soft_wrap=True)
     rows = comparison_records(comparison)
     summary = (", ".join(f"{n} {v}" for v, n in verdict_counts(comparison).items() if n) or "no cases") + (
         f" (alpha {args.alpha:g}, min effect {args.min_effect * 100:g}%)")
@@ -369,6 +387,33 @@ def cmd_compare(args: argparse.Namespace, out: Console, err: Console) -> int:
                   highlight=False, soft_wrap=True)
         return EXIT_FAILED_CASES
     return EXIT_OK
+
+
+def _remeasure(args: argparse.Namespace, flagged: Any, candidate: Any, err: Console) -> Any:
+    """Measure the ``flagged`` cases (rows of a comparison) of the suite ``args.confirm`` again, appending their
+    records to the candidate's run; return the candidate's records read anew (its latest record of each case is
+    the new one). Raises HarnessError when the candidate is not one run or the suite cannot be loaded."""
+    from harness.compare import load_side
+    from harness.errors import HarnessError
+    from harness.runner import run_suite
+    from harness.suite import SuiteError, load_suite
+
+    runs = sorted(set(candidate["run_id"]))
+    if len(runs) != 1:
+        raise HarnessError(f"--confirm measures again into the candidate's run, so the candidate must be one run "
+                           f"(a run id or latest); it holds {len(runs)}")
+    try:
+        suite = load_suite(args.confirm)
+    except SuiteError as exc:
+        raise HarnessError(f"--confirm {args.confirm}: {exc}") from None
+    wanted = set(zip(flagged["suite"], flagged["case_id"], strict=True))
+    cases = tuple(c for c in suite.cases if (suite.name, c.case_id) in wanted)
+    err.print(f"confirm: measuring {len(cases)} of {len(wanted)} flagged case(s) again (suite {suite.name}, run "
+              f"{runs[0]})", highlight=False, soft_wrap=True)
+    if cases:
+        run_suite(dataclasses.replace(suite, cases=cases), args.results, run_id=runs[0], console=err,
+                  show_progress=False)
+    return load_side(runs[0], args.results, suite=args.suite)
 
 
 def cmd_env(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -458,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "holding the CPUs and GPUs it needs (needs `pip install ray`)")
     run.add_argument("--address", metavar="ADDR",
                      help="the Ray cluster to join (e.g. auto, or ray://HOST:10001); default: start a local one")
+    run.add_argument("--cases", metavar="IDS",
+                     help="run only these cases (comma-separated case_ids, as in the results' case_id column)")
     run.add_argument("--timeout", type=float, metavar="SECONDS",
                      help="kill any case still running after SECONDS (replaces the suites' timeout_s and timeouts)")
     run.add_argument("--summary-json", metavar="FILE",
@@ -604,6 +651,9 @@ examples:
                       "for latest~N)")
     comp.add_argument("--no-baseline-ok", action="store_true",
                       help="exit 0 with a note when a side names no run, e.g. latest~1 on the first night")
+    comp.add_argument("--confirm", metavar="SUITE",
+                      help="before failing, measure the cases with a --fail-on verdict again (from SUITE, into the "
+                      "candidate's run) and judge them on the new records: a regression must show twice")
     comp.add_argument("--alpha", type=float, default=0.01,
                       help="significance level of the Mann-Whitney U test (default: %(default)s)")
     comp.add_argument("--min-effect", type=float, default=0.05, metavar="FRACTION",

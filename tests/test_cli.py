@@ -74,6 +74,8 @@ def test_run_options_are_checked_before_anything_runs(write_suite, capsys):
     assert "--shard '3/2': I must be between 1 and N" in capsys.readouterr().err
     assert main(["run", path, "--address", "auto"]) == 2
     assert "--address is for --executor ray" in capsys.readouterr().err
+    assert main(["run", path, "--cases", "nope"]) == 2
+    assert "--cases: no case nope in the suite(s)" in capsys.readouterr().err
 
 
 def test_report_without_results_is_a_clear_error(tmp_path, capsys):

@@ -308,3 +308,35 @@ def test_nightly_compare_fails_on_a_regression_and_passes_on_the_first_night(sto
     assert main(["compare", "latest~2", "latest", *first_night]) == 0
     assert "nothing to compare" in capsys.readouterr().out
     assert main(["compare", "latest~2", "latest", "--results", root, "--suite", "demo"]) == 2  # without the flag
+
+
+def test_confirm_measures_the_flagged_cases_again_and_fails_only_if_they_regress_twice(write_suite, tmp_path,
+                                                                                       capsys):
+    import pyarrow.parquet as pq
+
+    from harness.runner import run_suite
+    from harness.runner.run import record_columns
+    from harness.suite import load_suite
+
+    suite_path = write_suite("name: night\nmatrix:\n  model: [tiny_cnn]\n  resolution: [16, 24]\nmetrics:\n"
+                             "  latency: {warmup_min: 1, warmup_max_s: 0.2, min_repeats: 20, min_time_s: 0.1, "
+                             "max_time_s: 0.5}\n")
+    results = tmp_path / "results"
+    run_suite(load_suite(suite_path), results, run_id="night-1", show_progress=False)
+    store = ResultStore(results)
+    for path in store.part_files():  # a night that looks 5 times slower, without being so
+        record = pq.read_table(path).to_pylist()[0]
+        store.append(record | {"run_id": "night-2", "timestamp_utc": record["timestamp_utc"] + pd.Timedelta("1s"),
+                               "latency_ms_samples": [5 * v for v in record["latency_ms_samples"]],
+                               "latency_ms_median": 5 * record["latency_ms_median"]}, record_columns())
+    gate = ["compare", "latest~1", "latest", "--results", str(results), "--fail-on", "regressed", "--min-effect",
+            "1.0"]  # sub-millisecond timings of a tiny model on a shared machine: only a doubling counts
+    assert main(gate) == 1
+    assert main([*gate, "--confirm", str(tmp_path / "none.yaml")]) == 2
+    capsys.readouterr()
+    assert main([*gate, "--confirm", str(suite_path)]) == 0
+    err = capsys.readouterr().err
+    assert "confirm: measuring 2 of 2 flagged case(s) again (suite night, run night-2)" in err
+    assert "confirm: 2 case(s) flagged and measured again; 0 still with a verdict in --fail-on" in err
+    tonight = store.read()
+    assert (tonight["run_id"] == "night-2").sum() == 4  # the first records are kept beside the new ones
