@@ -19,6 +19,8 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
+from harness.runner.faults import REPLACE_WORKER_AFTER, classify_exception
+
 
 def measure_case(case: Any, metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Build the case's model and inputs, take each metric in order, and return the merged values."""
@@ -52,7 +54,6 @@ def execute_case(case_dict: dict[str, Any], metrics: dict[str, dict[str, Any]]) 
 
     from harness.case import Case
     from harness.errors import SkipCase
-    from harness.runner.faults import REPLACE_WORKER_AFTER, classify_exception
     from harness.runner.torchrun import launch, needs_group
 
     start = time.perf_counter()
@@ -91,7 +92,6 @@ def worker_main(conn: Connection) -> None:
     os.setpgid(0, 0)
     import harness.zoo  # noqa: F401  (torch, timm and the builders load before the first case's timeout)
     from harness.env import capture
-    from harness.runner.faults import REPLACE_WORKER_AFTER
 
     conn.send({"env": capture()})
     while True:
