@@ -45,7 +45,9 @@ class Case:
     ``groups``), or ``native``. ``world_size``: processes (one per GPU on CUDA) in a torch.distributed
     group that run the case together, ``batch`` images each (the per-device batch); above 1, or with
     ``syncbn``, the case is launched through torchrun. ``postprocess``: a detector's suppression of
-    overlapping detections (NMS, Soft-NMS, ...), or ``default``, its paper's.
+    overlapping detections (NMS, Soft-NMS, ...), or ``default``, its paper's. ``seed``: fixes what is random
+    in the case (the weights' initialisation, the training's data order, dropout; torch, numpy and Python RNGs):
+    the records of one case's seeds share its :attr:`group_id`.
     """
 
     model: str
@@ -65,12 +67,18 @@ class Case:
     norm_kwargs: tuple[tuple[str, Any], ...] = field(default=())
     world_size: int = 1
     postprocess: str = "default"
+    seed: int = 0
 
     @property
     def case_id(self) -> str:
         """Return a 16-hex-digit stable hash of the fields that differ from their defaults."""
         payload = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    @property
+    def group_id(self) -> str:
+        """Return the ``case_id`` of this case at seed 0: the same for every seed of one case."""
+        return dataclasses.replace(self, seed=0).case_id
 
     def identity(self) -> dict[str, Any]:
         """Return the fields that define this case: every field not at its default value."""
@@ -98,6 +106,7 @@ class Case:
             f"norm={self.norm}": self.norm != "native",
             f"world={self.world_size}": self.world_size != 1,
             f"post={self.postprocess}": self.postprocess != "default",
+            f"seed={self.seed}": self.seed != 0,
         }
         text += "".join(f" {name}" for name, shown in extras.items() if shown)
         for kwargs in (self.model_kwargs, self.norm_kwargs):
@@ -157,4 +166,5 @@ CASE_COLUMNS: dict[str, str] = {
     "norm_kwargs": "string",
     "world_size": "int64",
     "postprocess": "string",
+    "seed": "int64",
 }

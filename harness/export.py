@@ -9,7 +9,9 @@ only the latest record per (suite, case) (as the HTML report shows), with ``late
   as lists. ``*_json`` and ``*_kwargs`` columns stay the JSON text they are in the store.
 - ``markdown``: a GitHub-flavoured table per suite: label, the case fields, protocol fields where rows
   differ, status, and every metric column with a value (headers with units, from
-  ``harness.report.columns.DISPLAYS``); failed and skipped records listed under it with their errors.
+  ``harness.report.columns.DISPLAYS``); failed and skipped records listed under it with their errors; where cases
+  ran several seeds or the suite names a baseline, the report's accuracy-over-seeds table under it, with the same
+  cells (``mean ± std (Δ)``, p-values, significant ones in bold).
 - ``pytest-benchmark``: the document ``pytest --benchmark-json`` writes (pytest-benchmark 4/5 layout), one
   benchmark per ok record with latency samples, readable by ``pytest-benchmark compare``. Its stats are in
   **seconds per call**, where one call is one forward pass (or training step) of the whole batch: the
@@ -38,7 +40,7 @@ import pandas as pd
 from harness.case import CASE_COLUMNS, KWARGS_FIELDS
 from harness.errors import HarnessError
 from harness.report.columns import CASE_HEADERS, DISPLAYS, PROTOCOL_HEADERS
-from harness.report.tables import latest_per_case
+from harness.report.tables import latest_per_case, seeds_table
 from harness.store import is_missing, iso_utc, json_value
 
 #: The pytest-benchmark release whose ``--benchmark-json`` layout ``pytest-benchmark`` output reproduces.
@@ -140,6 +142,12 @@ def _suite_markdown(suite: str, records: pd.DataFrame) -> str:
             problems.append(f"- `{record['label']}` {record['status']}" + (f": {first}" if first else ""))
     if problems:
         lines += ["", *problems]
+    seeds = seeds_table(latest_per_case(records))
+    if seeds is not None:
+        lines += ["", f"### {_md_cell(seeds.title)}", "", _md_row([_md_cell(h) for h in seeds.headers]),
+                  _md_row(["---"] * len(seeds.headers))]
+        lines += [_md_row([_md_cell(f"**{c.text}**" if c.best else c.text) for c in row]) for row in seeds.rows]
+        lines += ["", _md_cell(seeds.caption)]
     return "\n".join(lines) + "\n"
 
 

@@ -17,6 +17,11 @@ A suite file has these top-level keys (all but ``matrix`` optional)::
     timeouts:                   # per-case overrides: the first entry whose `match` the case matches
       - {match: {model: cornernet_hourglass104}, timeout_s: 3600}
     oom_min_batch: 1            # out of memory: retry at half the batch down to this floor (null: no retry)
+    repeats: {seeds: [0, 1, 2]} # each case once per seed for the seeded metrics (accuracy, detection) only;
+                                # its other metrics are taken at the first seed (or: `seed` as a matrix axis);
+                                # `where: {axis: value or list}` repeats only the cases matching it
+    baseline: {norm: bn}        # per group of cases differing only in these fields, the row others are judged
+    alpha: 0.05                 #   against: mean ± std over seeds, Δ and a t-test's p-value at this level
     published:                  # reference values shown beside what is measured
       - match: {model: resnet18}
         source: He et al. 2016, Table 1
@@ -31,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -43,6 +48,7 @@ from harness.errors import HarnessError
 from harness.yaml_lines import LoadedYaml, YamlSyntaxError, load_yaml_with_lines
 
 PositiveInt = Annotated[int, Strict(), Field(gt=0)]
+Seed = Annotated[int, Strict(), Field(ge=0, le=2**63 - 1)]
 
 #: The validation type of every Case field, i.e. of every matrix axis.
 AXIS_TYPES: dict[str, Any] = {
@@ -63,6 +69,7 @@ AXIS_TYPES: dict[str, Any] = {
     "norm_kwargs": dict[str, Any],
     "world_size": PositiveInt,
     "postprocess": Literal[POSTPROCESS],
+    "seed": Seed,
 }
 
 _FORBID = ConfigDict(extra="forbid")
@@ -99,6 +106,14 @@ class TimeoutRule(BaseModel):
     timeout_s: Annotated[float, Field(gt=0)]
 
 
+class Repeats(BaseModel):
+    """Seeds at which each case's seeded metrics are taken again (the first seed takes every metric)."""
+
+    model_config = _FORBID
+    seeds: list[Seed] = Field(min_length=1)
+    where: CaseFilter | None = None  # type: ignore[valid-type]  # only the cases matching it are repeated
+
+
 class SuiteFile(BaseModel):
     """The schema of a suite file, before model names and metric options are checked."""
 
@@ -114,6 +129,9 @@ class SuiteFile(BaseModel):
     timeouts: list[TimeoutRule] = Field(default_factory=list)
     oom_min_batch: PositiveInt | None = 1
     published: list[Published] = Field(default_factory=list)
+    repeats: Repeats | None = None
+    baseline: CaseSpec | None = None  # type: ignore[valid-type]
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
 
 
 @dataclass(frozen=True)
@@ -155,11 +173,22 @@ class Suite:
     oom_min_batch: int | None = 1
     #: metric name -> the filter (axis -> value or list) its cases must match; metrics absent here take all.
     metric_where: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    #: ``repeats.seeds``: the first seed takes every metric, the others only the metrics in ``seeded_metrics``.
+    repeat_seeds: tuple[int, ...] = ()
+    #: metrics whose values depend on the seed (they train, or score seeded random weights).
+    seeded_metrics: frozenset[str] = frozenset()
+    #: the baseline row's fields (field -> value) within each group of cases differing only in them; {}: none.
+    baseline: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: significance level of the t-tests against the baseline row.
+    alpha: float = 0.05
 
     def metrics_for(self, case: Case) -> dict[str, BaseModel]:
-        """Return the metrics (name -> options) taken for ``case``: those whose ``where`` it matches."""
+        """Return the metrics (name -> options) taken for ``case``: those whose ``where`` it matches (only the
+        seeded ones at a repeated seed after the first)."""
         point = case.to_dict()
-        return {n: o for n, o in self.metrics.items() if _matches(point, self.metric_where.get(n, {}))}
+        repeated = case.seed in self.repeat_seeds[1:]
+        return {n: o for n, o in self.metrics.items()
+                if _matches(point, self.metric_where.get(n, {})) and (not repeated or n in self.seeded_metrics)}
 
     def timeout_for(self, case: Case) -> float:
         """Return the seconds ``case`` may run before it is killed: its first matching ``timeouts`` rule's, else
@@ -217,13 +246,25 @@ def parse_suite(text: str, file: str = "<suite>", default_name: str = "suite") -
     metrics, metric_where = _validate_metrics(spec, file, loaded, problems)
     problems += _check_models(spec, file, loaded)
     problems += _check_published(spec, file, loaded)
+    seeded = _seeded_metrics(metrics)
+    problems += _check_seeds(spec, seeded, file, loaded)
     cases = expand(spec, loaded.data.get("matrix") or ()) if not problems else ()
     if not problems and not cases:
         problems.append(SuiteProblem(file, loaded.line_of(("matrix",)), "matrix", "expands to no cases"))
     if not problems and not any(c.model for c in cases):
         problems.append(SuiteProblem(file, 1, "matrix.model", "no model given"))
+    baseline = spec.baseline.model_dump(exclude_none=True) if spec.baseline is not None else {}
+    if not problems and baseline and not any(_matches(c.to_dict(), baseline) for c in cases):
+        problems.append(SuiteProblem(file, loaded.line_of(("baseline",)), "baseline",
+                                     f"no case has {_fields_text(baseline)}: the baseline row must be one of the "
+                                     "suite's cases"))
     if problems:
         raise SuiteError(sorted(problems, key=lambda p: p.line))
+    repeat_seeds = tuple(spec.repeats.seeds) if spec.repeats else ()
+    if spec.repeats is not None:
+        only = spec.repeats.where.model_dump(exclude_none=True) if spec.repeats.where is not None else {}
+        cases = repeat_over_seeds(cases, repeat_seeds, lambda c: _matches(c.to_dict(), only) and any(
+            _matches(c.to_dict(), metric_where.get(n, {})) for n in seeded))
     return Suite(
         name=spec.name or default_name,
         path=file,
@@ -235,7 +276,68 @@ def parse_suite(text: str, file: str = "<suite>", default_name: str = "suite") -
         timeouts=tuple((rule.match.model_dump(exclude_none=True), rule.timeout_s) for rule in spec.timeouts),
         oom_min_batch=spec.oom_min_batch,
         published=tuple(spec.published),
+        repeat_seeds=repeat_seeds,
+        seeded_metrics=seeded,
+        baseline=baseline,
+        alpha=spec.alpha,
     )
+
+
+def repeat_over_seeds(cases: Iterable[Case], seeds: tuple[int, ...],
+                      seeded: Callable[[Case], bool]) -> tuple[Case, ...]:
+    """Return ``cases`` at the first of ``seeds``, each followed by its twins at the other seeds when
+    ``seeded(case)`` (a seeded metric applies to it)."""
+    out: list[Case] = []
+    for case in cases:
+        first = dataclasses.replace(case, seed=seeds[0])
+        out.append(first)
+        if seeded(first):
+            out += [dataclasses.replace(case, seed=seed) for seed in seeds[1:]]
+    return tuple(out)
+
+
+def _seeded_metrics(metrics: dict[str, BaseModel]) -> frozenset[str]:
+    """Return the names of ``metrics`` whose modules say their values depend on the seed (``SEEDED``)."""
+    from harness.metrics import get_metric
+
+    return frozenset(name for name in metrics if getattr(get_metric(name), "SEEDED", False))
+
+
+def _check_seeds(spec: SuiteFile, seeded: frozenset[str], file: str, loaded: LoadedYaml) -> list[SuiteProblem]:
+    """Return the problems of the suite's seeds: duplicates, ``repeats`` beside a ``seed`` axis or default,
+    ``repeats`` without a seeded metric to repeat."""
+    problems = []
+    lists = [(("matrix", "seed"), spec.matrix.seed)]
+    if spec.repeats is not None:
+        lists.append((("repeats", "seeds"), spec.repeats.seeds))
+    for path, seeds in lists:
+        seen: dict[int, int] = {}
+        for i, seed in enumerate(seeds or []):
+            if seed in seen:
+                problems.append(SuiteProblem(file, loaded.line_of((*path, i)), _dotted((*path, i)),
+                                             f"duplicate seed {seed} (also item {seen[seed]})"))
+            seen.setdefault(seed, i)
+    if spec.baseline is not None and spec.baseline.seed is not None:
+        problems.append(SuiteProblem(file, loaded.line_of(("baseline", "seed")), "baseline.seed",
+                                     "a baseline names the fields that tell its row apart; seeds are averaged "
+                                     "within every row, so `seed` cannot be one"))
+    if spec.repeats is None:
+        return problems
+    line = loaded.line_of(("repeats",))
+    if spec.matrix.seed is not None or spec.defaults.seed is not None or any(i.seed is not None for i in spec.include):
+        problems.append(SuiteProblem(file, line, "repeats", "give the seeds either as `repeats: {seeds: [...]}` "
+                                     "(seeded metrics only) or as the `seed` axis (every metric), not both"))
+    if not seeded:
+        from harness.metrics import get_metric, metric_names
+
+        names = [n for n in metric_names() if getattr(get_metric(n), "SEEDED", False)]
+        problems.append(SuiteProblem(file, line, "repeats", "repeats seeds for the seeded metrics "
+                                     f"({', '.join(names)}), and the suite takes none of them"))
+    return problems
+
+
+def _fields_text(fields: dict[str, Any]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in fields.items())
 
 
 def expand(spec: SuiteFile, axis_order: Iterable[str] = ()) -> tuple[Case, ...]:
@@ -385,6 +487,9 @@ def _problem_from_pydantic(file: str, loaded: LoadedYaml, err: Any) -> SuiteProb
         parent = _allowed_keys(loc[:-1])
         hint = f"; expected one of: {', '.join(parent)}" if parent else ""
         message = f"unknown key {loc[-1]!r}{_suggest(str(loc[-1]), parent)}{hint}"
+        if loc[0] == "metrics" and loc[-1] == "seed":
+            message = ("`seed` is a field of the case, not a metric option: give it as the matrix axis `seed`, or "
+                       "as `repeats: {seeds: [...]}` to repeat the seeded metrics only")
     elif kind == "missing":
         message = "required key is missing"
     elif kind in _EXPECTED:
@@ -404,10 +509,14 @@ def _is_union_branch(part: Any) -> bool:
 def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
     if not parent:
         return list(SuiteFile.model_fields)
-    if parent[0] in {"defaults", "matrix", "include", "exclude"} or parent[-1:] == ("match",):
+    if parent[0] in {"defaults", "matrix", "include", "exclude"} or parent[-1:] in {("match",), ("where",)}:
         return list(AXIS_TYPES)
     if parent[0] == "published":
         return list(Published.model_fields)
+    if parent[0] == "baseline":
+        return list(AXIS_TYPES)
+    if parent[0] == "repeats":
+        return list(Repeats.model_fields)
     return []
 
 

@@ -82,13 +82,13 @@ class TrainingOptions(BaseModel):
     momentum: float = Field(0.9, ge=0)
     weight_decay: float = Field(1e-4, ge=0)
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
-    seed: int = 0
 
-    def schedule(self, batch: int, world_size: int) -> Schedule:
-        """Return the schedule of these options for ``batch`` images per process in a group of ``world_size``."""
+    def schedule(self, batch: int, world_size: int, seed: int = 0) -> Schedule:
+        """Return the schedule of these options for ``batch`` images per process in a group of ``world_size``,
+        its data order drawn from ``seed`` (the case's)."""
         return Schedule(images=self.train_images, batch=batch, world_size=world_size, lr=self.lr,
                         lr_reference_batch=self.lr_reference_batch, momentum=self.momentum,
-                        weight_decay=self.weight_decay, warmup_fraction=self.warmup_fraction, seed=self.seed)
+                        weight_decay=self.weight_decay, warmup_fraction=self.warmup_fraction, seed=seed)
 
 
 def load_tensors(loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,7 +26,8 @@ def make_record(case: Case, *, run_id: str = "run-a", suite: str = "demo", statu
                 minutes: int = 0, **values: Any) -> dict[str, Any]:
     """Return a full record of ``case`` with the given metric ``values`` (others null)."""
     return {
-        "run_id": run_id, "suite": suite, "case_id": case.case_id, "label": case.label, "status": status,
+        "run_id": run_id, "suite": suite, "case_id": case.case_id, "group_id": case.group_id, "label": case.label,
+        "status": status,
         "error": values.pop("error", None), "timestamp_utc": T0 + timedelta(minutes=minutes), "duration_s": 1.0,
         "metrics_taken": "latency", "protocol_json": "{}", "published_json": values.pop("published_json", "[]"),
         **case.storage_columns(), "env_cpu": "test cpu", "env_torch": "2.x", **values,

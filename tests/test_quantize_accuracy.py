@@ -296,3 +296,23 @@ def test_output_sqnr_db() -> None:
     assert output_sqnr_db(reference, reference.clone()) == math.inf
     quantized = torch.quantize_per_tensor(reference, scale=0.5, zero_point=0, dtype=torch.quint8)
     assert output_sqnr_db(reference, quantized) == math.inf
+
+
+def test_int8_accuracy_after_training_scores_the_quantized_fp32_twin(data_dir: Path) -> None:
+    """An int8 case with training trains its fp32 twin (same seed: the very weights the fp32 case reaches), then
+    quantizes it: the training is identical to the fp32 case's, and int8 scores about what fp32 scores."""
+    from harness.runner.worker import measure_case
+
+    metrics = {"accuracy": {"train_images": 384, "batch_size": 64, "limit": 359, "lr": 0.05,
+                            "lr_reference_batch": 16}}
+    fp32 = Case("resnet18", resolution=RESOLUTION, batch=16, model_kwargs=(("num_classes", 10),), seed=1)
+    int8 = Case("resnet18", resolution=RESOLUTION, batch=16, model_kwargs=(("num_classes", 10),), seed=1,
+                quant="int8")
+    trained_fp32, trained_int8 = measure_case(fp32, metrics), measure_case(int8, metrics)
+    untrained_int8 = measure_case(int8, {"accuracy": {"limit": 359}})
+    print(f"\ntop-1 fp32 {trained_fp32['acc_top1']:.3f}, int8 {trained_int8['acc_top1']:.3f}, "
+          f"untrained int8 {untrained_int8['acc_top1']:.3f}")
+    for column in ("acc_train_steps", "acc_train_loss_first", "acc_train_loss_last"):
+        assert trained_int8[column] == trained_fp32[column], column
+    assert trained_fp32["acc_top1"] > untrained_int8["acc_top1"] + 0.2  # the training taught it something
+    assert abs(trained_int8["acc_top1"] - trained_fp32["acc_top1"]) < 0.1  # and int8 kept it

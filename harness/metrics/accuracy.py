@@ -20,6 +20,10 @@ Protocol (recorded with every result):
   by the protocol of :mod:`harness.train` (fixed images seen, SGD, linear-scaled learning rate with
   warm-up and cosine decay, fixed seed); in a torch.distributed group every process trains on its slice
   of each global batch through DistributedDataParallel (so ``syncbn`` layers see the global batch).
+  An ``int8`` case trains its fp32 twin (the same case at ``quant: none`` and the same seed, so the very weights
+  the fp32 case reaches), then quantizes that trained model (calibrated as any int8 case,
+  :mod:`harness.zoo.quantize`) and scores it: post-training quantization of a trained model, whose accuracy is
+  comparable seed by seed with the fp32 case's.
 
 ``acc_top1`` / ``acc_top5``: fraction of the images (0…1); ``acc_images``: images scored;
 ``acc_dataset``: ``<dataset>/<split>``; ``acc_train_*``: what the training did (0 steps = not trained).
@@ -28,6 +32,7 @@ A randomly initialised model scores near chance (1 / classes).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,6 +47,8 @@ from harness.errors import HarnessError
 from harness.train import TrainingOptions, load_tensors, recompute_batch_averages, train_classifier
 
 NAME = "accuracy"
+#: Its values depend on the case's seed (weights, training order): a suite's `repeats` takes it at every seed.
+SEEDED = True
 TOP_K = (1, 5)
 #: Datasets known by name (name -> function returning its root folder); any other name is a path.
 DATASETS: dict[str, Callable[[], Path]] = {"digits": digits_root}
@@ -94,14 +101,28 @@ def _check_logits(logits: Any, classes: int) -> torch.Tensor:
 def train(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: Options) -> dict[str, Any]:
     """Train ``model`` in place on the training split (see module doc); return the ``acc_train_*`` columns."""
     if case.quant != "none":
-        raise HarnessError("accuracy: train_images > 0 needs a float model; an int8-quantized model cannot train")
+        raise HarnessError("accuracy: an int8-quantized model cannot train; train its fp32 twin (trained_int8)")
     loader = image_folder_loader(dataset_root(options.dataset) / options.train_split, model, case.resolution,
                                  case.channels, batch_size=options.batch_size)
     images, labels = load_tensors(loader)
     images = images.to(device=inputs.device, dtype=inputs.dtype, memory_format=_memory_format(case))
-    done = train_classifier(model, images, labels.to(inputs.device), options.schedule(case.batch, case.world_size))
+    schedule = options.schedule(case.batch, case.world_size, case.seed)
+    done = train_classifier(model, images, labels.to(inputs.device), schedule)
     averaged = recompute_batch_averages(model, images, case.batch, options.batch_average_batches)
     return {f"acc_{k}": v for k, v in done.items()} | {"acc_batch_average_batches": averaged}
+
+
+def trained_int8(inputs: torch.Tensor, case: Case, options: Options) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Return the int8 model of an int8 ``case`` after training: its fp32 twin (``quant: none``, same seed: the
+    same initial weights and data order as the fp32 case) built, trained and then quantized, calibrated on real
+    images; and the ``acc_train_*`` columns of that training."""
+    from harness.zoo.build import build_model
+    from harness.zoo.quantize import calibration_batches, quantize_int8
+
+    twin = dataclasses.replace(case, quant="none")
+    model = build_model(twin)
+    trained = train(model, inputs, twin, options)
+    return quantize_int8(model, calibration_batches(case, model)), trained
 
 
 def _memory_format(case: Case) -> torch.memory_format:
@@ -111,7 +132,12 @@ def _memory_format(case: Case) -> torch.memory_format:
 def measure(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: Options) -> dict[str, Any]:
     """Return top-1 and top-5 accuracy (fractions, 0…1), the number of images and the dataset/split, after
     the short training when ``train_images`` > 0."""
-    trained = train(model, inputs, case, options) if options.train_images else {"acc_train_steps": 0}
+    if options.train_images and case.quant != "none":
+        model, trained = trained_int8(inputs, case, options)
+    elif options.train_images:
+        trained = train(model, inputs, case, options)
+    else:
+        trained = {"acc_train_steps": 0}
     loader = image_folder_loader(
         dataset_root(options.dataset) / options.split,
         model,

@@ -41,6 +41,8 @@ from harness.metrics.latency import Options as LatencyOptions
 from harness.train import TrainingOptions
 
 NAME = "detection"
+#: Its values depend on the case's seed (weights, training order): a suite's `repeats` takes it at every seed.
+SEEDED = True
 
 
 class Options(TrainingOptions):
@@ -142,7 +144,7 @@ def train(model: Any, case: Case, options: Options) -> dict[str, Any]:
 
     dataset = CocoDetection(*dataset_paths(options, options.train_split))
     images, targets = _loaded(dataset, len(dataset))
-    schedule = options.schedule(case.batch, case.world_size)
+    schedule = options.schedule(case.batch, case.world_size, case.seed)
     done = train_detector(model, images, targets, schedule, options.optimizer, options.clip_grad_norm)
     return {f"det_{k}": v for k, v in done.items()}
 

@@ -93,4 +93,5 @@ PROTOCOL_HEADERS: tuple[tuple[str, str, object], ...] = (
     ("norm_kwargs", "Norm options", "{}"),
     ("world_size", "Processes", 1),
     ("postprocess", "Post-processing", "default"),
+    ("seed", "Seed", 0),
 )

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
-from harness.report.tables import error_by_batch_series, hardware_names, published_error_by_batch
+from harness.report.tables import SeedSpread, error_by_batch_series, hardware_names, published_error_by_batch
+from harness.seed_stats import group_ids, seeds_of
 
 #: An axis is logarithmic when its (positive) values span more than this factor.
 LOG_SPAN = 20.0
@@ -75,11 +76,21 @@ class Plot:
 
 @dataclass
 class Point:
-    """A data point and its tooltip (plain text; escaped when drawn)."""
+    """A data point and its tooltip (plain text; escaped when drawn). ``y_low`` and ``y_high`` (data units, like
+    ``y``) are the ends of a vertical error bar drawn through the point; None (or NaN) on either: no bar."""
 
     x: float
     y: float
     tip: str = ""
+    y_low: float | None = None
+    y_high: float | None = None
+
+    def bar(self) -> tuple[float, float] | None:
+        """Return the ends of the point's error bar ``(y_low, y_high)`` (data units), or None without one (an end
+        missing or not finite)."""
+        if self.y_low is None or self.y_high is None or not (math.isfinite(self.y_low) and math.isfinite(self.y_high)):
+            return None
+        return float(self.y_low), float(self.y_high)
 
 
 @dataclass
@@ -245,12 +256,16 @@ def _x_axis(sx: _Scale, top: int, bottom: int, height: int) -> list[str]:
 
 def chart(plot_id: str, title: str, series: Sequence[Series], x: Axis, y: Axis) -> Markup:
     """Return an SVG chart of ``series`` on axes ``x`` and ``y``: frame, grid, ticks, axis labels, lines
-    (clipped to the plot area), markers with their tooltips, and a legend when there are named series."""
+    (clipped to the plot area), error bars (a vertical whisker with caps, ``class="errorbar"``, in the series'
+    colour, for each point with ``y_low`` and ``y_high``), markers with their tooltips, and a legend when
+    there are named series. The axes' ranges include the points (and the ends of their error bars) of the series
+    that are ``scaled``."""
     legend = any(s.legend for s in series) and len(series) > 0
     left, top, right, bottom = 72, 14, WIDTH - (230 if legend else 16), HEIGHT - 52
     scaled = [p for s in series if s.scaled for p in s.points]
+    bar_ends = [v for s in series if s.scaled for p in s.points for v in (p.bar() or ())]
     sx = _Scale(np.array([p.x for p in scaled] + list(x.include)), x, left, right)
-    sy = _Scale(np.array([p.y for p in scaled] + list(y.include)), y, bottom, top)
+    sy = _Scale(np.array([p.y for p in scaled] + bar_ends + list(y.include)), y, bottom, top)
     out = _svg_start(plot_id, title, HEIGHT, (left, top, right, bottom), clip=True)
     out += _x_axis(sx, top, bottom, HEIGHT)
     for value, label in sy.ticks():
@@ -268,6 +283,11 @@ def chart(plot_id: str, title: str, series: Sequence[Series], x: Axis, y: Axis) 
             dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
             out.append(f'<polyline points="{coords}" fill="none" stroke="{s.color}" stroke-width="1.6"{dash}>'
                        f"<title>{_e(s.name)}</title></polyline>")
+    for s in series:
+        for p in s.points:
+            bar = p.bar()
+            if bar is not None:
+                out.append(_error_bar(sx(p.x), _bar_end(sy, bar[0]), _bar_end(sy, bar[1]), s.color))
     out.append("</g>")
     for s in series:
         if not s.markers:
@@ -280,6 +300,23 @@ def chart(plot_id: str, title: str, series: Sequence[Series], x: Axis, y: Axis) 
         out += _legend(series, right + 14, top + 10)
     out.append("</svg>")
     return Markup("\n".join(out))
+
+
+#: Half the width of an error bar's caps (px).
+CAP = 3.5
+
+
+def _bar_end(sy: _Scale, value: float) -> float:
+    """Return the pixel of an error bar's end ``value`` on ``sy`` (a value a log axis cannot show: its bottom)."""
+    return sy(value if not sy.log or value > 0 else 10.0**sy.a)
+
+
+def _error_bar(px: float, py_low: float, py_high: float, color: str) -> str:
+    """Return an error bar as one SVG path: a vertical line at ``px`` from ``py_low`` to ``py_high`` (pixels of
+    its low and high end) with a cap of ±:data:`CAP` px at each end."""
+    return (f'<path d="M{px:.1f},{py_low:.1f}V{py_high:.1f}M{px - CAP:.1f},{py_low:.1f}H{px + CAP:.1f}'
+            f'M{px - CAP:.1f},{py_high:.1f}H{px + CAP:.1f}" class="errorbar" fill="none" stroke="{color}" '
+            'stroke-width="1.2"/>')
 
 
 def _positive(values: np.ndarray) -> np.ndarray:
@@ -376,16 +413,44 @@ def _group_name(values: tuple) -> str:
     return " ".join(str(v) for v in values)
 
 
+def seed_points(records: pd.DataFrame) -> pd.DataFrame:
+    """Return a row per case of the ok records in ``records`` (their seeds together: the records sharing a
+    ``group_id`` within a suite; a record without one is its own case, by ``case_id``) with top-1 accuracy and a
+    latency: ``label`` (the first seed's), ``device``, ``dtype``, ``batch``, ``acc_top1`` (mean over the seeds
+    that measured it, fraction 0…1), ``acc_std`` (their sample std, NaN for one), ``acc_n`` (how many) and
+    ``latency_ms_median`` (ms per batch: the median over the seeds that timed it, usually only the first). A case
+    none of whose records has both is left out; cases in the order of their first seed's record."""
+    if not {"acc_top1", "latency_ms_median", "case_id"} <= set(records) or records.empty:
+        return pd.DataFrame()
+    ok = records[(records["status"] == "ok").to_numpy(dtype=bool, na_value=False)]
+    ok = ok[ok["acc_top1"].notna() | ok["latency_ms_median"].notna()]
+    if ok.empty:
+        return pd.DataFrame()
+    ok = ok.assign(_group=group_ids(ok), _seed=seeds_of(ok), _acc=ok["acc_top1"].astype(float),
+                   _lat=ok["latency_ms_median"].astype(float)).sort_values("_seed", kind="stable")
+    keys = [c for c in ("suite", "_group") if c in ok]
+    extra = {c: (c, "first") for c in ("device", "dtype", "batch", "acc_dataset") if c in ok}
+    label = "label" if "label" in ok else "case_id"
+    out = ok.groupby(keys, sort=False, dropna=False).agg(
+        label=(label, "first"), acc_top1=("_acc", "mean"), acc_std=("_acc", "std"), acc_n=("_acc", "count"),
+        latency_ms_median=("_lat", "median"), **extra)
+    out = out[(out["acc_n"] > 0) & out["latency_ms_median"].notna()]
+    return out.reset_index(drop=True)
+
+
 def accuracy_latency_plot(records: pd.DataFrame, plot_id: str = "plot-accuracy") -> Plot | None:
-    """Return top-1 accuracy against median latency, a colour per (device, dtype, batch), with each group's
-    Pareto front (faster and more accurate is better) drawn; None without two cases having both."""
-    ok = _ok(records, ["acc_top1", "latency_ms_median"])
-    if len(ok) < 2:
+    """Return top-1 accuracy (%) against median latency (ms per batch), a colour per (device, dtype, batch), with
+    each group's Pareto front (faster and more accurate is better) drawn; a point per case (see
+    :func:`seed_points`): a case that ran several seeds is drawn at the mean accuracy over them, with a bar of
+    ± one standard deviation, and the front is that of the means. None without two cases having both."""
+    cases = seed_points(records)
+    if len(cases) < 2:
         return None
     series: list[Series] = []
     shown = total = 0
-    keys = [c for c in ("device", "dtype", "batch") if c in ok]
-    for i, (key, group) in enumerate(ok.sort_values(keys, kind="stable").groupby(keys, sort=True)):
+    bars = False
+    keys = [c for c in ("device", "dtype", "batch") if c in cases]
+    for i, (key, group) in enumerate(cases.sort_values(keys, kind="stable").groupby(keys, sort=True)):
         key = key if isinstance(key, tuple) else (key,)
         name = _group_name(tuple(f"b{v}" if k == "batch" else v for k, v in zip(keys, key, strict=True)))
         color = PALETTE[i % len(PALETTE)]
@@ -393,10 +458,9 @@ def accuracy_latency_plot(records: pd.DataFrame, plot_id: str = "plot-accuracy")
         group = group.assign(_front=front)
         kept = _subsample(group, front)
         shown, total = shown + len(kept), total + len(group)
-        points = [Point(r["latency_ms_median"], 100 * r["acc_top1"],
-                        f"{r['label']}: {_g(r['latency_ms_median'])} ms, top-1 {_f(100 * r['acc_top1'])}%"
-                        + (" — on the Pareto front" if r["_front"] else ""))
-                  for r in kept[["latency_ms_median", "acc_top1", "label", "_front"]].to_dict("records")]
+        points = [_accuracy_point(r) for r in
+                  kept[["latency_ms_median", "acc_top1", "acc_std", "acc_n", "label", "_front"]].to_dict("records")]
+        bars |= any(p.bar() is not None for p in points)
         series.append(Series(name, points, color))
         on_front = group[front].sort_values("latency_ms_median")
         front_points = [Point(a, 100 * b) for a, b in
@@ -405,14 +469,27 @@ def accuracy_latency_plot(records: pd.DataFrame, plot_id: str = "plot-accuracy")
                              legend=False))
     title = "Top-1 accuracy vs latency"
     svg = chart(plot_id, title, series, Axis("Latency median (ms per batch)"), Axis("Top-1 accuracy (%)"))
-    datasets = sorted(ok["acc_dataset"].dropna().astype(str).unique()) if "acc_dataset" in ok else []
+    datasets = sorted(cases["acc_dataset"].dropna().astype(str).unique()) if "acc_dataset" in cases else []
     caption = ("Top-1 accuracy (%) against the median latency (ms per batch), a colour per device, dtype and batch; "
                "the dashed line joins each group's Pareto front: the cases no other case of the group beats on both "
                "(at most as slow and at least as accurate)."
+               + (" Where a case ran several seeds, its point is the mean accuracy over the seeds (at the latency "
+                  "measured, the seeds repeat only the accuracy), the bar spans ± one standard deviation (sample "
+                  "std) over them, and the front is that of the means." if bars else "")
                + (f" Dataset: {', '.join(datasets)}." if datasets else "")
                + (f" {shown} of {total} cases drawn (front kept, the rest evenly subsampled)." if shown < total
                   else ""))
     return Plot(plot_id, title, svg, caption)
+
+
+def _accuracy_point(row: dict) -> Point:
+    """Return the point of one case of :func:`seed_points` (accuracy in %), with its bar over several seeds."""
+    lat, acc, std, n = row["latency_ms_median"], 100 * row["acc_top1"], 100 * row["acc_std"], int(row["acc_n"])
+    front = " — on the Pareto front" if row["_front"] else ""
+    if n > 1 and math.isfinite(std):
+        return Point(lat, acc, f"{row['label']}: {_g(lat)} ms, top-1 {_f(acc)}% ± {_f(std)}, mean of {n} seeds"
+                     + front, acc - std, acc + std)
+    return Point(lat, acc, f"{row['label']}: {_g(lat)} ms, top-1 {_f(acc)}%" + front)
 
 
 def flops_latency_plot(records: pd.DataFrame, plot_id: str = "plot-flops") -> Plot | None:
@@ -499,10 +576,12 @@ def error_batch_plot(records: pd.DataFrame, plot_id: str = "plot-error-batch") -
         return None
     series: list[Series] = []
     colors: dict[tuple[str, str], str] = {}
-    for (model, norm, world), errors in error_by_batch_series(ok).items():
+    bars = False
+    for (model, norm, world), spreads in error_by_batch_series(ok).items():
         color = colors.setdefault((model, norm), PALETTE[len(colors) % len(PALETTE)])
         name = f"{model} {norm}" + (f" ×{world} processes" if world != 1 else "")
-        points = [Point(b, e, f"{name}: batch {b}, top-1 error {_f(e)}%") for b, e in sorted(errors.items())]
+        points = [_spread_point(name, b, e) for b, e in sorted(spreads.items())]
+        bars |= any(p.bar() is not None for p in points)
         series.append(Series(name, points, color, line=True))
     for (model, norm, source), errors in sorted(published_error_by_batch(ok).items()):
         color = colors.setdefault((model, norm), PALETTE[len(colors) % len(PALETTE)])
@@ -517,8 +596,19 @@ def error_batch_plot(records: pd.DataFrame, plot_id: str = "plot-error-batch") -
     has_published = any(s.dash for s in series)
     caption = ("Top-1 error (%) = 100 × (1 − top-1 accuracy) by images per process, a line per model and "
                "normalization" + ("; dashed: the papers' published values (another setting: compare the trend)."
-                                  if has_published else "."))
+                                  if has_published else ".")
+               + (" Where a case ran several seeds, its point is the mean error over the seeds and the bar spans "
+                  "± one standard deviation (sample std) over them." if bars else ""))
     return Plot(plot_id, title, svg, caption)
+
+
+def _spread_point(name: str, batch: int, error: SeedSpread) -> Point:
+    """Return the point of one batch of an error series: the mean top-1 error (%) over the seeds at ``batch``,
+    with a bar of ± one standard deviation (%) when several seeds ran."""
+    if error.n > 1 and math.isfinite(error.std):
+        tip = f"{name}: batch {batch}, top-1 error {_f(error.mean)}% ± {_f(error.std)} over {error.n} seeds"
+        return Point(batch, error.mean, tip, error.mean - error.std, error.mean + error.std)
+    return Point(batch, error.mean, f"{name}: batch {batch}, top-1 error {_f(error.mean)}%")
 
 
 def history_plot(records: pd.DataFrame, plot_id: str = "plot-history") -> Plot | None:

@@ -7,6 +7,7 @@ that end up on a page (the latest record per case, the failed records of a run),
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -305,7 +306,8 @@ def error_by_batch_per_norm(records: pd.DataFrame) -> ViewTable | None:
         cells = [Cell(model, kind="published"), Cell(f"{name} (published)", note=source, kind="published"), Cell("")]
         rows.append(cells + [Cell(c.text, note=source, kind="published") for c in _error_cells(errors, batches)])
     caption = ("Top-1 error (%) = 100 × (1 − top-1 accuracy) on the suite's dataset after its short training, by "
-               "images per process; the last column is the error at the smallest batch minus at the largest. "
+               "images per process (mean ± std where a case ran several seeds); the last column is the mean error at "
+               "the smallest batch minus at the largest. "
                "Published rows are the papers' (ImageNet, ResNet-50, full schedules): their trend, not their "
                "values, is comparable to ours.")
     return ViewTable("Top-1 error (%) by batch size per normalization", headers, rows, caption)
@@ -315,17 +317,28 @@ def _norm_name(norm: Any, norm_kwargs: Any) -> str:
     return str(norm) if is_missing(norm_kwargs) or norm_kwargs in ("{}", "") else f"{norm} {norm_kwargs}"
 
 
-def error_by_batch_series(ok: pd.DataFrame) -> dict[tuple[str, str, int], dict[int, float]]:
-    """Return ``{(model, norm name, processes): {batch: top-1 error %}}`` of ok records with ``acc_top1``,
-    in key order (the series of the error-by-batch table and plot)."""
+@dataclass(frozen=True)
+class SeedSpread:
+    """A value over a case's seeds: mean, sample standard deviation (NaN for one seed) and number of seeds."""
+
+    mean: float
+    std: float
+    n: int
+
+
+def error_by_batch_series(ok: pd.DataFrame) -> dict[tuple[str, str, int], dict[int, SeedSpread]]:
+    """Return ``{(model, norm name, processes): {batch: top-1 error % over the seeds}}`` of ok records with
+    ``acc_top1``, in key order (the series of the error-by-batch table and plot); a case's seeds (records that
+    differ only in ``seed``) give one mean ± std."""
     keys = [c for c in ("model", "norm", "norm_kwargs", "world_size") if c in ok]
     frame = ok.assign(_error=_error_pct(ok["acc_top1"]))
-    out: dict[tuple[str, str, int], dict[int, float]] = {}
+    grouped: dict[tuple[str, str, int], dict[int, list[float]]] = {}
     for record in frame.sort_values(keys, kind="stable")[[*keys, "batch", "_error"]].to_dict("records"):
         key = (str(record["model"]), _norm_name(record.get("norm"), record.get("norm_kwargs")),
                int(record.get("world_size") or 1))
-        out.setdefault(key, {})[int(record["batch"])] = float(record["_error"])
-    return out
+        grouped.setdefault(key, {}).setdefault(int(record["batch"]), []).append(float(record["_error"]))
+    return {key: {batch: SeedSpread(float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else math.nan, len(v))
+                  for batch, v in batches.items()} for key, batches in grouped.items()}
 
 
 def published_error_by_batch(ok: pd.DataFrame) -> dict[tuple[str, str, str], dict[int, float]]:
@@ -344,11 +357,120 @@ def published_error_by_batch(ok: pd.DataFrame) -> dict[tuple[str, str, str], dic
     return out
 
 
-def _error_cells(errors: dict[int, float], batches: list[int]) -> list[Cell]:
-    cells = [Cell(f"{errors[b]:.1f}" if b in errors else "–", value=errors.get(b)) for b in batches]
+def _error_cells(errors: dict[int, SeedSpread] | dict[int, float], batches: list[int]) -> list[Cell]:
+    """Return the error cells of one row (``mean ± std`` over seeds, n in the tooltip), then the difference of
+    the means at the smallest and the largest batch."""
+    spreads = {b: e if isinstance(e, SeedSpread) else SeedSpread(e, math.nan, 1) for b, e in errors.items()}
+    cells = []
+    for b in batches:
+        e = spreads.get(b)
+        if e is None:
+            cells.append(Cell("–"))
+        elif e.n > 1:
+            cells.append(Cell(f"{e.mean:.1f} ± {e.std:.1f}", value=e.mean, note=f"mean ± std over {e.n} seeds"))
+        else:
+            cells.append(Cell(f"{e.mean:.1f}", value=e.mean))
     ends = (batches[-1], batches[0])
-    spread = errors[ends[0]] - errors[ends[1]] if all(b in errors for b in ends) else None
+    spread = spreads[ends[0]].mean - spreads[ends[1]].mean if all(b in spreads for b in ends) else None
     return [*cells, Cell("–" if spread is None else f"{spread:+.1f}", value=spread)]
+
+
+#: Columns of the seeds view: column, header, scale (accuracy fractions shown in %), judged against the baseline.
+SEED_VIEW_COLUMNS: tuple[tuple[str, str, float, bool], ...] = (
+    ("acc_top1", "Top-1 (%)", 100.0, True), ("acc_top5", "Top-5 (%)", 100.0, True), ("acc_ap", "AP (%)", 100.0, True),
+    ("acc_ap50", "AP50 (%)", 100.0, True), ("acc_train_loss_last", "Train loss (last)", 1.0, False),
+    ("det_train_loss_last", "Train loss (last)", 1.0, False),
+)
+
+
+def p_text(p_value: float) -> str:
+    """Return a p-value as the notes' tables print it: ``< 10⁻³`` below 0.001, else three decimals."""
+    return "< 10⁻³" if p_value < 1e-3 else f"{p_value:.3f}"
+
+
+def _mean_std_text(mean: float, std: float, scale: float) -> str:
+    digits = 1 if scale != 1.0 else 3
+    return f"{mean * scale:.{digits}f}" + ("" if math.isnan(std) else f" ± {std * scale:.{digits}f}")
+
+
+def _seed_cells(group: dict[str, Any], column: str, scale: float, judged: bool, alpha: float) -> list[Cell]:
+    """Return the cells of one column of one seed group: ``mean ± std`` (with Δ against the baseline row), then
+    (judged columns) the p-value, bold when significant at ``alpha``."""
+    n = group.get(f"{column}_n")
+    if is_missing(n):
+        return [Cell("–"), *([Cell("–")] if judged else [])]
+    mean, std = group[f"{column}_mean"], group[f"{column}_std"]
+    seeds = ", ".join(str(s) for s in sorted(group[f"{column}_by_seed"]))
+    low, high = group[f"{column}_min"] * scale, group[f"{column}_max"] * scale
+    note = f"{int(n)} seed(s): {seeds}; min {low:.4g}, max {high:.4g}"
+    if not math.isnan(group[f"{column}_ci_low"]):
+        note += f"; 95% t-interval of the mean [{group[f'{column}_ci_low'] * scale:.4g}, " \
+                f"{group[f'{column}_ci_high'] * scale:.4g}]"
+    judgement = group.get(f"{column}_judgement")
+    text = _mean_std_text(mean, std, scale)
+    if judgement is not None and judgement.delta_rel is not None:
+        text += f" ({judgement.delta_rel:+.1%})"
+    cells = [Cell(text, note=note, value=float(mean * scale))]
+    if not judged:
+        return cells
+    if group.get("is_baseline"):
+        cells.append(Cell("baseline", kind="text"))
+    elif judgement is None:
+        cells.append(Cell("n/a", note=group.get("baseline_reason") or "the suite names no baseline", kind="text"))
+    elif judgement.p_value is None:
+        cells.append(Cell("n/a", note=f"{judgement.test}: {judgement.reason}" if judgement.test else judgement.reason,
+                          kind="text"))
+    else:
+        significant = judgement.p_value < alpha
+        verdict = f"significant at α = {alpha:g}" if significant else f"not significant at α = {alpha:g}"
+        cells.append(Cell(p_text(judgement.p_value), best=significant, value=judgement.p_value,
+                          note=f"two-sided {judgement.test} over the seeds; {verdict}"))
+    return cells
+
+
+def seeds_table(records: pd.DataFrame) -> ViewTable | None:
+    """Return the accuracy of each case over its seeds as the notes' tables show it — ``68.9 ± 1.5`` for the baseline
+    row, ``61.8 ± 2.1 (−10.3%)`` and a p-value for the others — a row per case (its seeds aggregated by
+    :func:`harness.seed_stats.seed_groups`); None unless some case ran several seeds or the suite names a
+    baseline."""
+    from harness.seed_stats import against_baseline, seed_groups
+
+    groups = seed_groups(records)
+    if groups.empty or not (groups["n_seeds"].max() > 1 or (groups["baseline_json"] != "").any()):
+        return None
+    groups = against_baseline(groups)
+    columns = [(c, h, k, j) for c, h, k, j in SEED_VIEW_COLUMNS
+               if f"{c}_n" in groups and groups[f"{c}_n"].notna().any()]
+    identity = [(c, h) for c, h in CASE_HEADERS if c in groups and (c == "model" or groups[c].nunique() > 1)]
+    identity += [(c, h) for c, h, _ in PROTOCOL_HEADERS if c in groups and groups[c].astype(str).nunique() > 1]
+    fields = {f for raw in groups["baseline_json"] if raw for f in json.loads(raw)}
+    order = [c for c, _ in identity if c not in fields]
+    groups = groups.assign(is_baseline=groups["is_baseline"].astype(bool), _not_baseline=~groups["is_baseline"])
+    groups = groups.sort_values([*order, "_not_baseline", *(c for c, _ in identity if c in fields)], kind="stable")
+    alpha = float(groups["alpha"].iloc[0])
+    headers = [h for _, h in identity] + ["Seeds"]
+    for _, header, _, judged in columns:
+        headers += [header, *([f"p ({header.split(' ')[0]})"] if judged else [])]
+    rows = []
+    for group in groups.to_dict("records"):
+        row = [Cell(text(group[c]), kind="text" if i else "") for i, (c, _) in enumerate(identity)]
+        row.append(Cell(str(group["n_seeds"]), value=float(group["n_seeds"]),
+                        note="seeds " + ", ".join(map(str, group["seeds"]))))
+        for column, _, scale, judged in columns:
+            row += _seed_cells(group, column, scale, judged, alpha)
+        rows.append(row)
+    named = sorted({b for b in groups["baseline"] if b})
+    caption = ("Mean ± sample standard deviation over the seeds of each case (the Seeds column; the seed fixes the "
+               "weights' initialisation and the training's data order); the tooltip gives the seeds, min, max and the "
+               "95% t-interval of the mean.")
+    if named:
+        caption += (f" Baseline: the row with {' / '.join(named)} among the cases that differ only in those fields; "
+                    "Δ = (mean − baseline mean) / baseline mean; p = two-sided paired t-test over the seeds both rows "
+                    "ran on the same data (Welch's t-test otherwise; the tooltip says which); bold: significant at "
+                    f"α = {alpha:g}; n/a: not testable (one seed, no baseline row: the tooltip says why).")
+    else:
+        caption += " The suite names no baseline (`baseline:`), so no row is tested against another."
+    return ViewTable("Accuracy over seeds (mean ± std, Δ and p against the baseline)", headers, rows, caption)
 
 
 #: The detector table's metric columns: column, header, scale (COCO stats are fractions, shown in %).
@@ -404,7 +526,8 @@ def detectors_table(records: pd.DataFrame) -> ViewTable | None:
 
 
 #: Extra views of a suite's records, each rendered under its table when it applies (returns a ViewTable).
-SUITE_VIEWS: tuple[Callable[[pd.DataFrame], ViewTable | None], ...] = (error_by_batch_per_norm, detectors_table)
+SUITE_VIEWS: tuple[Callable[[pd.DataFrame], ViewTable | None], ...] = (seeds_table, error_by_batch_per_norm,
+                                                                       detectors_table)
 
 
 def suite_tables(frame: pd.DataFrame) -> list[SuiteTable]:

@@ -44,6 +44,10 @@ RUN_COLUMNS: dict[str, str] = {
     "timeout_s": "float64",  # the case's timeout
     "executor": "string",  # local or ray
     "shard": "string",  # I/N, empty when the suite ran whole
+    "group_id": "string",  # the case_id at seed 0: shared by the records of one case's seeds
+    "deterministic": "bool",  # the seeded metrics ran with torch's deterministic algorithms, exactly repeatable
+    "baseline_json": "string",  # the suite's baseline fields (JSON), e.g. {"norm": "bn"}; empty: none
+    "alpha": "float64",  # the suite's significance level for the t-tests against the baseline
 }
 
 
@@ -120,6 +124,9 @@ def build_record(
         "batch_used": outcome.get("batch_used", case.batch),
         "oom_retries": outcome.get("oom_retries", 0),
         "timeout_s": suite.timeout_for(case),
+        "group_id": case.group_id,
+        "baseline_json": json.dumps(suite.baseline, sort_keys=True, default=str) if suite.baseline else None,
+        "alpha": suite.alpha,
         **case.storage_columns(),
         **env,
         **outcome["values"],

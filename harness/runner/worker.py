@@ -23,8 +23,12 @@ from harness.runner.faults import REPLACE_WORKER_AFTER, classify_exception
 
 
 def measure_case(case: Any, metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Build the case's model and inputs, take each metric in order, and return the merged values."""
+    """Build the case's model (weights drawn from its seed) and inputs, take each metric in order, and return the
+    merged values. A seeded metric (one that trains) starts from every generator seeded again with the case's
+    seed, whatever the metrics before it drew, and runs under torch's deterministic algorithms; ``deterministic``
+    says whether that made it exactly repeatable on the case's device."""
     from harness.metrics import get_metric
+    from harness.seeding import deterministic_algorithms, seed_everything
     from harness.zoo.build import build_inputs, build_model
 
     model = build_model(case)
@@ -32,7 +36,14 @@ def measure_case(case: Any, metrics: dict[str, dict[str, Any]]) -> dict[str, Any
     values: dict[str, Any] = {}
     for name, options in metrics.items():
         module = get_metric(name)
-        values |= module.measure(model, inputs, case, module.Options.model_validate(options))
+        validated = module.Options.model_validate(options)
+        if not getattr(module, "SEEDED", False):
+            values |= module.measure(model, inputs, case, validated)
+            continue
+        seed_everything(case.seed)
+        with deterministic_algorithms(case.device) as exact:
+            values |= module.measure(model, inputs, case, validated)
+        values["deterministic"] = exact and values.get("deterministic", True)
     return values
 
 

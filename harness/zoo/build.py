@@ -66,15 +66,17 @@ def _apply_detector_fields(model: nn.Module, case: Case) -> None:
 
 
 def build_model(case: Case) -> nn.Module:
-    """Return the case's model with seeded random weights in eval mode, ready to measure.
+    """Return the case's model with random weights drawn from the case's seed, in eval mode, ready to measure.
 
     Applied in order: a detector's input size and post-processing, the normalization swap (``case.norm``),
     int8 quantization (calibrated on real images) or conversion to the case's device and dtype (or an
     autocast wrapper), channels_last, then torch.compile. Raises SkipCase for combinations this machine or
     backend cannot run.
     """
+    from harness.seeding import seed_everything
+
     _check_supported(case)
-    torch.manual_seed(0)
+    seed_everything(case.seed)
     model = create_model(case.model, **dict(case.model_kwargs)).eval()
     _apply_detector_fields(model, case)
     if case.norm != "native":
