@@ -32,9 +32,24 @@ generator seeded with ``seed`` (default 0): the same samples always give the sam
 
 Other metrics have no samples and are compared by value, listed per case in the ``metrics`` column:
 deterministic counts (``COUNT_METRICS``: params, macs, flops, ...) and accuracy (``VALUE_METRICS``) are
-``changed`` or ``unchanged``; throughput is batch ÷ median latency and follows the latency verdict. A case
-whose latency is unchanged (or that has none) but whose counts differ is ``changed``; under another latency
-verdict the changed metrics are named in the reason (``cases_with`` finds them). Against the ``published``
+``changed`` or ``unchanged``; throughput is batch ÷ median latency and follows the latency verdict.
+
+Accuracy over seeds. A case run at several seeds has one record per seed, sharing a ``group_id`` (the case_id
+at seed 0; a store without that column: each case is its own group). When a case's group has a value of an
+accuracy column (``VALUE_METRICS``) at ≥ 2 seeds on both sides, that column is judged on the group's seeds by
+:func:`harness.seed_stats.judge` (the paired t-test when both sides ran the same seeds, else Welch's), at
+``alpha``: ``regressed`` when significant and the mean fell (higher accuracy is better), ``improved`` when
+significant and it rose, else ``unchanged``; ``inconclusive`` when there is no p-value (e.g. no spread on either
+side), except that the same value at every seed is ``unchanged``. Its ``baseline``/``candidate`` are the
+groups' means and ``delta_rel`` their relative Δ; every seed's row of the group carries the same judgement. With
+fewer than 2 seeds on a side the exact-value rule above applies.
+
+A case's verdict. A row with latency keeps the latency verdict; when that is ``unchanged`` but a tested accuracy
+regressed or improved, or counts or values differ, it is ``regressed``, ``improved`` or ``changed`` (in that
+order); under any latency verdict the changed, regressed and improved metrics are named in the reason
+(``cases_with`` finds them). A row without latency (a seed after the first, which repeats the accuracy metrics
+only) takes its verdict from its metrics: ``regressed`` if any regressed, else ``improved``, ``changed``,
+``inconclusive`` in that order, else ``unchanged``. Against the ``published``
 baseline (values from the suites' ``published:`` entries, without samples) every case is ``reference``:
 the relative difference Δ = (measured − published) / published is shown, and nothing is tested.
 """
@@ -54,6 +69,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.report.tables import latest_per_case
+from harness.seed_stats import Judgement, judge, seed_groups
 from harness.store import ResultStore, json_value
 
 REGRESSED = "regressed"
@@ -84,13 +100,16 @@ ENV_KEYS: tuple[str, ...] = ("env_cpu", "env_gpu", "env_torch")
 
 #: Deterministic counts: compared exactly.
 COUNT_METRICS: tuple[str, ...] = ("params", "params_trainable", "macs", "flops", "mac_bytes", "activations")
-#: Measured values without samples: compared by value.
-VALUE_METRICS: tuple[str, ...] = ("acc_top1", "acc_top5")
+#: Accuracy (higher is better): compared by value, or by a t-test over the seeds of a case's group.
+VALUE_METRICS: tuple[str, ...] = ("acc_top1", "acc_top5", "acc_ap", "acc_ap50")
+#: Least seeds with a value on each side for an accuracy column to be judged by a test.
+MIN_SEEDS = 2
 
 #: Columns of a comparison, in order. ``*_ms``: median latency, ms per batch; ``delta_rel``: (candidate −
 #: baseline) / baseline of the medians (0.1 = 10% slower); ``ci_low``/``ci_high``: its 95% bootstrap
 #: interval; ``p_value``: two-sided Mann-Whitney U; ``n_*``: raw samples per side; ``metrics``: the other
-#: metrics compared, a list of {metric, baseline, candidate, delta_rel, verdict, note}.
+#: metrics compared, a list of {metric, baseline, candidate, delta_rel, verdict, note, p_value} (``p_value``:
+#: the t-test's over a seed group, else None).
 COLUMNS: tuple[str, ...] = ("suite", "case_id", "label", "verdict", "reason", "baseline_ms", "candidate_ms",
                             "delta_rel", "ci_low", "ci_high", "p_value", "n_baseline", "n_candidate",
                             "baseline_run_id", "candidate_run_id", "metrics")
@@ -286,8 +305,36 @@ def _latest(frame: pd.DataFrame) -> dict[tuple[str, str], pd.Series]:
     """Return per (suite, case_id) the latest ok record, else the latest record of any status."""
     if frame is None or frame.empty:
         return {}
-    latest = latest_per_case(frame)
+    return _by_case(latest_per_case(frame))
+
+
+def _by_case(latest: pd.DataFrame) -> dict[tuple[str, str], pd.Series]:
+    """Return the rows of ``latest`` (one per case) by (suite, case_id)."""
     return {(str(r["suite"]), str(r["case_id"])): r for _, r in latest.iterrows()}
+
+
+#: Per (suite, group_id), per accuracy column of ``VALUE_METRICS``: {seed: value}.
+SeedValues = dict[tuple[str, str], dict[str, dict[int, float]]]
+
+
+def _seed_values(latest: pd.DataFrame) -> SeedValues:
+    """Return the accuracy values per seed of each seed group of ``latest`` (the latest record per case), for
+    the columns of ``VALUE_METRICS``."""
+    if latest.empty:
+        return {}
+    groups = seed_groups(latest)
+    out: SeedValues = {}
+    for _, group in groups.iterrows():
+        out[(str(group["suite"]), str(group["group_id"]))] = {
+            metric: group[f"{metric}_by_seed"] for metric in VALUE_METRICS
+            if isinstance(group.get(f"{metric}_by_seed"), dict)}
+    return out
+
+
+def _group_key(record: pd.Series) -> tuple[str, str]:
+    """Return the (suite, group_id) of a record: its ``group_id``, else (old stores) its ``case_id``."""
+    group = _value(record, "group_id")
+    return str(record["suite"]), str(group if group is not None else record["case_id"])
 
 
 def _value(record: pd.Series, column: str) -> Any:
@@ -348,9 +395,38 @@ def _relative(old: float, new: float) -> float | None:
     return (new - old) / old if old else None
 
 
-def _other_metrics(base: pd.Series, cand: pd.Series, published: bool) -> list[dict[str, Any]]:
-    """Return the comparison of the metrics without samples that both records have."""
+def _seeded_metric(metric: str, base_by_seed: dict[int, float], cand_by_seed: dict[int, float],
+                   alpha: float) -> dict[str, Any]:
+    """Return the comparison of an accuracy column over the seeds of a case's group on each side (see the
+    module docstring): the means, their relative Δ, and a verdict from ``seed_stats.judge`` at ``alpha``."""
+    judgement: Judgement = judge(base_by_seed, cand_by_seed, same_data=True)
+    old = float(np.mean(list(base_by_seed.values())))
+    new = float(np.mean(list(cand_by_seed.values())))
+    n_old, n_new = len(base_by_seed), len(cand_by_seed)
+    seeds = f"{n_old} seeds" if n_old == n_new else f"{n_old} → {n_new} seeds"
+    note = f"mean of {seeds} {old:.3f} → {new:.3f}"
+    p = judgement.p_value
+    if p is None or math.isnan(p):
+        verdict = UNCHANGED if base_by_seed == cand_by_seed else INCONCLUSIVE  # same value at every seed
+        note += f", {judgement.test + ': ' if judgement.test else ''}{judgement.reason or 'no p-value'}"
+        p = None
+    else:
+        verdict = UNCHANGED
+        if p < alpha and new != old:
+            verdict = REGRESSED if new < old else IMPROVED
+        note += f", {judgement.test} p={_p(p)}"
+    return {"metric": metric, "baseline": old, "candidate": new, "delta_rel": judgement.delta_rel,
+            "verdict": verdict, "note": note, "p_value": p}
+
+
+def _other_metrics(base: pd.Series, cand: pd.Series, published: bool,
+                   seeded: dict[str, tuple[dict[int, float], dict[int, float]]] | None = None,
+                   alpha: float = ALPHA) -> list[dict[str, Any]]:
+    """Return the comparison of the metrics without samples that both records have; ``seeded``: per accuracy
+    column, the values per seed of the records' groups (baseline, candidate), judged by a test at ``alpha``
+    when both have ≥ ``MIN_SEEDS`` seeds."""
     out = []
+    seeded = seeded or {}
     if published:
         notes = json.loads(_text(base, PUBLISHED_NOTES) or "{}")
         for metric, note in notes.items():
@@ -362,17 +438,21 @@ def _other_metrics(base: pd.Series, cand: pd.Series, published: bool) -> list[di
                 text += " (a different convention: not comparable)"
             out.append({"metric": metric, "baseline": old, "candidate": new,
                         "delta_rel": _relative(old, new) if old is not None and new is not None else None,
-                        "verdict": REFERENCE, "note": text})
+                        "verdict": REFERENCE, "note": text, "p_value": None})
         return out
     for metric in (*COUNT_METRICS, *VALUE_METRICS):
         old, new = _value(base, metric), _value(cand, metric)
         if old is None or new is None:
             continue
+        by_seed = seeded.get(metric)
+        if metric in VALUE_METRICS and by_seed is not None and min(len(by_seed[0]), len(by_seed[1])) >= MIN_SEEDS:
+            out.append(_seeded_metric(metric, *by_seed, alpha))
+            continue
         old, new = float(old), float(new)
         same = math.isclose(old, new, rel_tol=1e-12, abs_tol=0.0)
         out.append({"metric": metric, "baseline": old, "candidate": new, "delta_rel": _relative(old, new),
                     "verdict": UNCHANGED if same else CHANGED,
-                    "note": "exact count" if metric in COUNT_METRICS else "value, no samples"})
+                    "note": "exact count" if metric in COUNT_METRICS else "value, no samples", "p_value": None})
     return out
 
 
@@ -391,8 +471,9 @@ def _missing(record: pd.Series | None, side: str) -> str:
 
 
 def _compare_case(base: pd.Series, cand: pd.Series, published: bool, alpha: float, min_effect: float,
-                  env_keys: Sequence[str], seed: int) -> dict[str, Any]:
-    metrics = _other_metrics(base, cand, published)
+                  env_keys: Sequence[str], seed: int,
+                  seeded: dict[str, tuple[dict[int, float], dict[int, float]]] | None = None) -> dict[str, Any]:
+    metrics = _other_metrics(base, cand, published, seeded, alpha)
     base_samples, cand_samples = _samples(base), _samples(cand)
     base_ms, cand_ms = _median(base, base_samples), _median(cand, cand_samples)
     if published:
@@ -424,14 +505,24 @@ def _compare_case(base: pd.Series, cand: pd.Series, published: bool, alpha: floa
         side = "baseline" if has_latency[0] else "candidate"
         judgement = LatencyJudgement(NOT_COMPARABLE, f"latency measured in the {side} only")
     elif metrics:
-        changed = [m for m in metrics if m["verdict"] == CHANGED]
-        judgement = LatencyJudgement(CHANGED if changed else UNCHANGED, "no latency; " + (
-            "values differ" if changed else "every value is the same"))
+        verdicts = {m["verdict"] for m in metrics}
+        verdict = next((v for v in (REGRESSED, IMPROVED, CHANGED, INCONCLUSIVE) if v in verdicts), UNCHANGED)
+        if verdict == INCONCLUSIVE:
+            why = "no test could decide (" + "; ".join(m["note"] for m in metrics if m["verdict"] == INCONCLUSIVE) + ")"
+        elif verdict != UNCHANGED:
+            why = "values differ"
+        elif verdicts == {UNCHANGED} and all(m["p_value"] is None for m in metrics):
+            why = "every value is the same"
+        else:
+            why = "no metric changed"
+        judgement = LatencyJudgement(verdict, f"no latency; {why}")
     else:
         judgement = LatencyJudgement(INCONCLUSIVE, "nothing measured in common")
-    changed_text = [_metric_text(m) for m in metrics if m["verdict"] == CHANGED]
-    if changed_text and judgement.verdict == UNCHANGED:  # same speed, different model: say so
-        judgement = replace(judgement, verdict=CHANGED, reason=f"latency unchanged ({judgement.reason})")
+    promoted = next((v for v in (REGRESSED, IMPROVED, CHANGED) if any(m["verdict"] == v for m in metrics)), None)
+    if promoted and judgement.verdict == UNCHANGED:
+        # same speed, but a tested accuracy moved or a count differs: the row says so
+        judgement = replace(judgement, verdict=promoted, reason=f"latency unchanged ({judgement.reason})")
+    changed_text = [_metric_text(m) for m in metrics if m["verdict"] in (REGRESSED, IMPROVED, CHANGED)]
     reason = judgement.reason + (f"; {', '.join(changed_text)}" if changed_text else "")
     return {**asdict(judgement), "reason": reason, "metrics": metrics}
 
@@ -444,15 +535,19 @@ def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, alpha: float = ALPH
     of the two-sided Mann-Whitney U test on the raw latency samples; ``min_effect``: least relative change
     of the median latency that counts as a regression or improvement (0.05 = 5%); ``env_keys``: environment
     columns that must agree for timings to be comparable. A baseline from ``published_side`` gives
-    ``reference`` verdicts. Rows are ordered by verdict (``VERDICTS``), then suite and label; the options
-    are kept in ``.attrs``.
+    ``reference`` verdicts. The accuracy columns of a case run at ≥ 2 seeds on both sides are judged over its
+    seed group by a t-test at ``alpha`` (see the module docstring). Rows are ordered by verdict (``VERDICTS``),
+    then suite and label; the options are kept in ``.attrs``.
     """
     if not 0 < alpha < 1:
         raise HarnessError(f"alpha must lie between 0 and 1, got {alpha}")
     if min_effect < 0:
         raise HarnessError(f"min_effect must be ≥ 0, got {min_effect}")
     published = PUBLISHED_NOTES in baseline.columns
-    base_latest, cand_latest = _latest(baseline), _latest(candidate)
+    base_frame, cand_frame = (latest_per_case(side) if side is not None and not side.empty else pd.DataFrame()
+                              for side in (baseline, candidate))
+    base_latest, cand_latest = _by_case(base_frame), _by_case(cand_frame)
+    base_seeds, cand_seeds = ({}, {}) if published else (_seed_values(base_frame), _seed_values(cand_frame))
     rows = []
     for key in sorted(set(base_latest) | set(cand_latest)):
         base, cand = base_latest.get(key), cand_latest.get(key)
@@ -469,7 +564,10 @@ def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, alpha: float = ALPH
                 reason = "no published value for this case"
             rows.append(row | asdict(LatencyJudgement(verdict, reason)) | {"metrics": []})
             continue
-        rows.append(row | _compare_case(base, cand, published, alpha, min_effect, env_keys, seed))
+        base_group, cand_group = base_seeds.get(_group_key(base), {}), cand_seeds.get(_group_key(cand), {})
+        seeded = {metric: (base_group[metric], cand_group[metric]) for metric in VALUE_METRICS
+                  if metric in base_group and metric in cand_group}
+        rows.append(row | _compare_case(base, cand, published, alpha, min_effect, env_keys, seed, seeded))
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     if not frame.empty:
         order = frame["verdict"].map(VERDICTS.index)
