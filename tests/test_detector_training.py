@@ -25,7 +25,7 @@ AP_FLOORS: dict[str, tuple[float, float]] = {
 }
 
 
-@pytest.mark.parametrize("case", SUITE.cases, ids=lambda case: case.model)
+@pytest.mark.parametrize("case", [c for c in SUITE.cases if c.seed == SUITE.repeat_seeds[0]], ids=lambda c: c.model)
 def test_small_detector_learns_the_digits(case):
     floor, reached = AP_FLOORS[case.model]
     options = SUITE.metrics_for(case)["detection"]
