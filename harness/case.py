@@ -27,6 +27,13 @@ NORMS = ("native", "bn", "gn", "ln", "ln2d", "in", "sn", "syncbn")
 #: the detector's own (its paper's).
 POSTPROCESS = ("default", "none", "nms", "batched_nms", "soft_nms_linear", "soft_nms_gaussian", "diou_nms")
 
+#: Box-regression losses a detector's training may use (harness.zoo.detectors.box_losses): ``default`` keeps the
+#: detector's own.
+BOX_LOSSES = ("default", "l1", "smooth_l1", "mse", "iou", "giou", "diou", "ciou")
+#: How a one-stage detector's training treats the mass of easy negatives: ``default`` keeps its paper's,
+#: ``hard_mining`` (SSD: the highest-loss negatives at a fixed ratio to positives), ``focal`` (RetinaNet's focal loss).
+NEGATIVES = ("default", "hard_mining", "focal")
+
 #: Fields holding keyword arguments: tuples of sorted (name, value) pairs, dicts in suites and storage.
 KWARGS_FIELDS = ("model_kwargs", "norm_kwargs")
 
@@ -47,7 +54,8 @@ class Case:
     ``syncbn``, the case is launched through torchrun. ``postprocess``: a detector's suppression of
     overlapping detections (NMS, Soft-NMS, ...), or ``default``, its paper's. ``seed``: fixes what is random
     in the case (the weights' initialisation, the training's data order, dropout; torch, numpy and Python RNGs):
-    the records of one case's seeds share its :attr:`group_id`.
+    the records of one case's seeds share its :attr:`group_id`. ``box_loss`` and ``negatives``: a detector's
+    training choices (the box-regression loss; hard negative mining or focal loss), ``default`` its paper's.
     """
 
     model: str
@@ -68,6 +76,8 @@ class Case:
     world_size: int = 1
     postprocess: str = "default"
     seed: int = 0
+    box_loss: str = "default"
+    negatives: str = "default"
 
     @property
     def case_id(self) -> str:
@@ -106,6 +116,8 @@ class Case:
             f"norm={self.norm}": self.norm != "native",
             f"world={self.world_size}": self.world_size != 1,
             f"post={self.postprocess}": self.postprocess != "default",
+            f"box_loss={self.box_loss}": self.box_loss != "default",
+            f"negatives={self.negatives}": self.negatives != "default",
             f"seed={self.seed}": self.seed != 0,
         }
         text += "".join(f" {name}" for name, shown in extras.items() if shown)
@@ -167,4 +179,6 @@ CASE_COLUMNS: dict[str, str] = {
     "world_size": "int64",
     "postprocess": "string",
     "seed": "int64",
+    "box_loss": "string",
+    "negatives": "string",
 }

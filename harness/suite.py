@@ -43,7 +43,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, create_model
 
-from harness.case import COMPILE_MODES, DEVICES, DTYPES, MODES, NORMS, POSTPROCESS, PRECISION_MODES, QUANT, Case
+from harness.case import (
+    BOX_LOSSES,
+    COMPILE_MODES,
+    DEVICES,
+    DTYPES,
+    MODES,
+    NEGATIVES,
+    NORMS,
+    POSTPROCESS,
+    PRECISION_MODES,
+    QUANT,
+    Case,
+)
 from harness.errors import HarnessError
 from harness.yaml_lines import LoadedYaml, YamlSyntaxError, load_yaml_with_lines
 
@@ -70,6 +82,8 @@ AXIS_TYPES: dict[str, Any] = {
     "world_size": PositiveInt,
     "postprocess": Literal[POSTPROCESS],
     "seed": Seed,
+    "box_loss": Literal[BOX_LOSSES],
+    "negatives": Literal[NEGATIVES],
 }
 
 _FORBID = ConfigDict(extra="forbid")

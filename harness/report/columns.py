@@ -65,6 +65,8 @@ VARIANT_FIELDS: tuple[tuple[str, str, object], ...] = (
     ("norm_kwargs", "{}", "{}"),
     ("world_size", "world={}", 1),
     ("postprocess", "post={}", "default"),
+    ("box_loss", "box_loss={}", "default"),
+    ("negatives", "negatives={}", "default"),
     ("threads", "threads={}", None),
     ("channels", "{}ch", 3),
     ("model_kwargs", "{}", "{}"),
@@ -94,4 +96,6 @@ PROTOCOL_HEADERS: tuple[tuple[str, str, object], ...] = (
     ("world_size", "Processes", 1),
     ("postprocess", "Post-processing", "default"),
     ("seed", "Seed", 0),
+    ("box_loss", "Box loss", "default"),
+    ("negatives", "Negatives", "default"),
 )

@@ -54,15 +54,26 @@ def _check_supported(case: Case) -> None:
 
 
 def _apply_detector_fields(model: nn.Module, case: Case) -> None:
-    """Set a detector's input side to the case's resolution and its suppression to the case's
-    ``postprocess``; HarnessError when a case asks a model that is not a detector for a post-processing."""
+    """Set a detector's input side to the case's resolution, its suppression to the case's ``postprocess`` and
+    its training choices to the case's ``box_loss`` and ``negatives``; HarnessError when a case asks a model that
+    is not a detector for any of these, SkipCase when the detector's family does not offer the choice."""
     from harness.zoo.detectors import Detector
 
-    if isinstance(model, Detector):
-        model.input_size = case.resolution
-        model.suppression = model.suppression.with_method(case.postprocess)
-    elif case.postprocess != "default":
-        raise HarnessError(f"postprocess {case.postprocess!r} applies to detectors only; {case.model!r} is not one")
+    asked = {name: getattr(case, name) for name in ("postprocess", "box_loss", "negatives")
+             if getattr(case, name) != "default"}
+    if not isinstance(model, Detector):
+        if asked:
+            name, value = next(iter(asked.items()))
+            raise HarnessError(f"{name} {value!r} applies to detectors only; {case.model!r} is not one")
+        return
+    model.input_size = case.resolution
+    model.suppression = model.suppression.with_method(case.postprocess)
+    for name, offered in (("box_loss", model.BOX_LOSSES), ("negatives", model.NEGATIVES)):
+        value = getattr(case, name)
+        if value != "default" and value not in offered:
+            raise SkipCase(f"{case.model} ({type(model).__name__}) offers {name} "
+                           f"{', '.join(offered) or 'default only'}, not {value!r}")
+        setattr(model, name, value)
 
 
 def build_model(case: Case) -> nn.Module:

@@ -13,7 +13,10 @@ three parts that are timed apart.
    mapped back and clipped to the image.
 
 Training: :meth:`Detector.loss` takes the raw outputs of a batch and the targets in input pixels
-(:meth:`Detector.targets_to_input`) and returns named loss terms whose sum is minimised.
+(:meth:`Detector.targets_to_input`) and returns named loss terms whose sum is minimised. A family may offer other
+training choices than its paper's, named by :attr:`Detector.BOX_LOSSES` (box-regression losses of
+:mod:`harness.zoo.detectors.box_losses`) and :attr:`Detector.NEGATIVES` (``hard_mining``, ``focal``); a case
+sets :attr:`Detector.box_loss` and :attr:`Detector.negatives` (``default``: the paper's).
 """
 
 from __future__ import annotations
@@ -70,12 +73,19 @@ class Detector(nn.Module):
     paper default unless a case chooses another); ``mean``/``std``: input normalisation, RGB, 0–1 scale.
     """
 
+    #: Box-regression losses :meth:`loss` can use in place of its own (``default``), by name.
+    BOX_LOSSES: tuple[str, ...] = ()
+    #: Treatments of the negatives :meth:`loss` can use in place of its own (``default``): hard_mining, focal.
+    NEGATIVES: tuple[str, ...] = ()
+
     def __init__(self, num_classes: int, input_size: int, suppression: Suppression,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.input_size = input_size
         self.suppression = suppression
+        self.box_loss = "default"
+        self.negatives = "default"
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
