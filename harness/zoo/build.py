@@ -54,22 +54,24 @@ def _check_supported(case: Case) -> None:
 
 
 def _apply_detector_fields(model: nn.Module, case: Case) -> None:
-    """Set a detector's input side to the case's resolution, its suppression to the case's ``postprocess`` and
-    its training choices to the case's ``box_loss`` and ``negatives``; HarnessError when a case asks a model that
-    is not a detector for any of these, SkipCase when the detector's family does not offer the choice."""
+    """Set a detector's input side to the case's resolution and its suppression to the case's ``postprocess``, and
+    the training choices ``box_loss`` and ``negatives`` on any model that offers them (class attributes
+    ``BOX_LOSSES`` / ``NEGATIVES``: every detector, and the box-regression simulation). HarnessError when a case asks
+    a model for what it has no notion of; SkipCase when the model's family does not offer the value asked."""
     from harness.zoo.detectors import Detector
 
-    asked = {name: getattr(case, name) for name in ("postprocess", "box_loss", "negatives")
-             if getattr(case, name) != "default"}
-    if not isinstance(model, Detector):
-        if asked:
-            name, value = next(iter(asked.items()))
-            raise HarnessError(f"{name} {value!r} applies to detectors only; {case.model!r} is not one")
-        return
-    model.input_size = case.resolution
-    model.suppression = model.suppression.with_method(case.postprocess)
-    for name, offered in (("box_loss", model.BOX_LOSSES), ("negatives", model.NEGATIVES)):
+    if isinstance(model, Detector):
+        model.input_size = case.resolution
+        model.suppression = model.suppression.with_method(case.postprocess)
+    elif case.postprocess != "default":
+        raise HarnessError(f"postprocess {case.postprocess!r} applies to detectors only; {case.model!r} is not one")
+    for name, attribute in (("box_loss", "BOX_LOSSES"), ("negatives", "NEGATIVES")):
         value = getattr(case, name)
+        offered = getattr(model, attribute, None)
+        if offered is None:
+            if value != "default":
+                raise HarnessError(f"{name} {value!r} applies to detectors only; {case.model!r} is not one")
+            continue
         if value != "default" and value not in offered:
             raise SkipCase(f"{case.model} ({type(model).__name__}) offers {name} "
                            f"{', '.join(offered) or 'default only'}, not {value!r}")
