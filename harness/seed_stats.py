@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -106,7 +107,9 @@ def judge(baseline: Mapping[int, float], other: Mapping[int, float], same_data: 
         b = np.asarray([baseline[s] for s in seeds], dtype=float)
         if np.all(a == b):
             return Judgement(delta, PAIRED, None, "the same value at every seed: nothing to test")
-        return Judgement(delta, PAIRED, float(stats.ttest_rel(a, b).pvalue))
+        with warnings.catch_warnings():  # constant differences: scipy warns of precision loss and returns p = 0
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return Judgement(delta, PAIRED, float(stats.ttest_rel(a, b).pvalue))
     if np.ptp(base) == 0 and np.ptp(mine) == 0:
         reason = "every seed gave the same value on both rows" + (": nothing to test" if delta is None or delta == 0
                                                                    else ": no spread to test against")

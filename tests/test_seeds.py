@@ -72,7 +72,8 @@ def test_seed_as_a_matrix_axis_takes_every_metric(write_suite):
     (f"matrix:\n  model: [tiny_cnn]\nrepeats:\n  seeds: [1, 2, 1]\nmetrics:\n  {TRAIN}\n",
      "s.yaml:4: repeats.seeds[2]: duplicate seed 1 (also item 0)"),
     ("matrix:\n  model: [tiny_cnn]\nrepeats: {seeds: [0, 1]}\nmetrics: [complexity, latency]\n",
-     "s.yaml:3: repeats: repeats seeds for the seeded metrics (accuracy, detection), and the suite takes none"),
+     "s.yaml:3: repeats: repeats seeds for the seeded metrics (accuracy, box_simulation, detection), and the "
+     "suite takes none"),
     (f"matrix:\n  model: [tiny_cnn]\n  seed: [0, 1]\nrepeats: {{seeds: [0, 1]}}\nmetrics:\n  {TRAIN}\n",
      "s.yaml:4: repeats: give the seeds either as `repeats: {seeds: [...]}`"),
     ("matrix:\n  model: [tiny_cnn]\nrepeats: {seeds: []}\nmetrics: [accuracy]\n",

@@ -23,6 +23,7 @@ METRIC_MODULES: dict[str, str] = {
     "energy": "harness.metrics.energy",
     "latency": "harness.metrics.latency",
     "memory": "harness.metrics.memory",
+    "box_simulation": "harness.metrics.box_simulation",
 }
 
 

@@ -664,4 +664,58 @@ def suite_plots(latest: pd.DataFrame, history: pd.DataFrame | None = None,
     plots.append(error_batch_plot(latest))
     if history is not None:
         plots.append(history_plot(history))
+    plots.append(box_simulation_plot(latest))
     return [p for p in plots if p is not None]
+
+
+def box_simulation_plot(records: pd.DataFrame, plot_id: str = "plot-box-simulation") -> Plot | None:
+    """Return the DIoU paper's convergence curves: the simulation's total error against the iteration, a line per loss
+    (and seed), the published final errors as hollow markers at the last iteration; None when the suite ran no
+    box-regression simulation. The error axis is logarithmic when it spans decades (zero errors are then left out)."""
+    from harness.report.tables import boxsim_errors, boxsim_records
+
+    ok = boxsim_records(records)
+    if ok.empty:
+        return None
+    series: list[Series] = []
+    colors: dict[str, str] = {}
+    several_seeds = "seed" in ok and ok["seed"].nunique() > 1
+    for record in ok.to_dict("records"):
+        errors = boxsim_errors(record.get("boxsim_error_per_iter"))
+        if errors.size == 0:
+            continue
+        loss = str(record.get("boxsim_loss") or record.get("box_loss"))
+        color = colors.setdefault(loss, PALETTE[len(colors) % len(PALETTE)])
+        name = loss.upper() + (f" seed={record.get('seed')}" if several_seeds else "")
+        step = max(1, math.ceil(errors.size / 50))  # markers (tooltips) on at most ~50 iterations, the line on all
+        points = [Point(i + 1, float(e), f"{name}: iteration {i + 1}, total error {_g(float(e))}")
+                  for i, e in enumerate(errors) if e > 0 and math.isfinite(e)]
+        series.append(Series(name, points, color, line=True, markers=False))
+        marked = [p for p in points if (int(p.x) - 1) % step == 0 or int(p.x) == errors.size]
+        series.append(Series(name, marked, color, radius=2.0, legend=False))
+        published = _published_final(record)
+        if published is not None and published[0] > 0:
+            value, source = published
+            series.append(Series(f"{loss.upper()} published", [Point(errors.size, value, f"{loss.upper()} published "
+                                 f"final error {_g(value)} ({source})")], color, hollow=True, radius=5.0))
+    if not series:
+        return None
+    title = "Box-regression simulation: total error vs iteration"
+    svg = chart(plot_id, title, series, Axis("Iteration", log=False), Axis("Total l1 error (x, y, w, h), all cases"))
+    caption = ("Zheng et al. 2020 (Distance-IoU), Algorithm 1: the l1 distance between every regressed box and its "
+               "target, summed over all regression cases, after each iteration of gradient descent on each loss. "
+               "Hollow circles: the final errors read off the authors' curves (hand-written gradients; for reference).")
+    return Plot(plot_id, title, svg, caption)
+
+
+def _published_final(record: dict) -> tuple[float, str] | None:
+    """Return ``(value, source)`` of a record's published ``boxsim_error_final``, or None."""
+    import json
+
+    raw = record.get("published_json")
+    if not isinstance(raw, str) or not raw:
+        return None
+    for entry in json.loads(raw):
+        if entry.get("metric") == "boxsim_error_final":
+            return float(entry["value"]), str(entry.get("source", ""))
+    return None

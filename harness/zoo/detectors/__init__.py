@@ -7,6 +7,7 @@ from harness.zoo.detectors import (  # noqa: F401  (importing a family registers
     centernet,
     cornernet,
     extremenet,
+    ssd,
     torchvision_detectors,
     yolov3,
 )
@@ -19,6 +20,8 @@ PAPER_NAMES: dict[str, tuple[str, str]] = {
     "retinanet_resnet50_fpn": ("RetinaNet", "ResNet-50-FPN"),
     "retinanet_resnext101_fpn": ("RetinaNet", "ResNeXt-101-FPN"),
     "fasterrcnn_resnet50_fpn": ("Faster R-CNN", "ResNet-50-FPN"),
+    "ssd300_vgg16": ("SSD300", "VGG-16"),
+    "ssdlite320_mobilenet_v3_large": ("SSDLite", "MobileNetV3-Large"),
     "centernet_resnet18": ("CenterNet", "ResNet-18"),
     "centernet_dla34": ("CenterNet", "DLA-34"),
     "centernet_hourglass104": ("CenterNet", "Hourglass-104"),

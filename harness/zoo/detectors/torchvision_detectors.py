@@ -7,6 +7,10 @@ pass to its NMS, and the zoo's suppression (torchvision's defaults: per-class NM
 
 - RetinaNet (Lin et al. 2017): FPN P3–P5 over the backbone's stride 8/16/32 maps, P6 (3×3 stride-2 conv
   on C5) and P7, torchvision's head (4 convs + ReLU per branch, 9 anchors per location, focal loss).
+  Training choices: ``box_loss`` ``l1`` (torchvision's default), ``smooth_l1`` on the anchor deltas or ``giou``,
+  ``diou``, ``ciou`` on the decoded boxes (torchvision's own ``bbox_reg_loss_type``); ``negatives``
+  ``hard_mining``: per-anchor BCE in place of the focal loss, on the foreground and the 3 highest-loss
+  background anchors per foreground anchor (:mod:`harness.zoo.detectors.negatives`), normalised as the focal loss.
 - Faster R-CNN with FPN (Ren et al. 2015, Lin et al. 2017): FPN P2–P5 over the stride 4–32 maps, P6 by
   max-pooling (RPN only), torchvision's RPN, RoIAlign and two-MLP box head.
 """
@@ -29,6 +33,7 @@ from torchvision.ops import FeaturePyramidNetwork, box_iou, clip_boxes_to_image,
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool, LastLevelP6P7
 
 from harness.zoo.detectors.base import Detections, Detector, ImageMeta, Target
+from harness.zoo.detectors.negatives import hard_negatives
 from harness.zoo.detectors.postprocess import Suppression
 from harness.zoo.detectors.timm_features import TimmFeatures
 from harness.zoo.registry import register_model
@@ -80,6 +85,9 @@ class TorchvisionRetinaNet(Detector):
     list of N (ΣHWA, 4) boxes in input pixels and ``anchors_per_level`` (ΣHWA split per level).
     """
 
+    BOX_LOSSES = ("l1", "smooth_l1", "giou", "diou", "ciou")
+    NEGATIVES = ("focal", "hard_mining")
+
     def __init__(self, backbone: TimmFPN, num_classes: int, input_size: int) -> None:
         _check_input_size(input_size)
         model = RetinaNet(backbone, num_classes)
@@ -122,13 +130,36 @@ class TorchvisionRetinaNet(Detector):
         return out
 
     def loss(self, raw: dict[str, Any], targets: Sequence[Target]) -> dict[str, torch.Tensor]:
-        """Return torchvision's RetinaNet losses (``classification``: focal loss, ``bbox_regression``: L1 on
-        the anchor deltas, each per foreground anchor, batch mean), targets in input pixels."""
+        """Return torchvision's RetinaNet losses (``classification``: focal loss, or BCE with hard negative mining;
+        ``bbox_regression``: the case's box loss, L1 on the anchor deltas by default; each per foreground anchor,
+        batch mean), targets in input pixels."""
         matched = [self.proposal_matcher(box_iou(t.boxes, a)) if t.boxes.numel()
                    else torch.full((a.shape[0],), -1, dtype=torch.int64, device=a.device)
                    for t, a in zip(targets, raw["anchors"], strict=True)]
-        return self.head.compute_loss([{"boxes": t.boxes, "labels": t.labels} for t in targets],
-                                      {k: raw[k] for k in ("cls_logits", "bbox_regression")}, raw["anchors"], matched)
+        self.head.regression_head._loss_type = "l1" if self.box_loss == "default" else self.box_loss
+        plain = [{"boxes": t.boxes, "labels": t.labels} for t in targets]
+        losses = self.head.compute_loss(plain, {k: raw[k] for k in ("cls_logits", "bbox_regression")},
+                                        raw["anchors"], matched)
+        if self.negatives == "hard_mining":
+            losses["classification"] = self._mined_classification(plain, raw["cls_logits"], matched)
+        return losses
+
+    def _mined_classification(self, targets: Sequence[dict[str, torch.Tensor]], cls_logits: torch.Tensor,
+                              matched: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Return the classification loss with hard negative mining: per image, BCE summed over the classes of
+        the foreground anchors and of the 3 highest-loss background anchors per foreground one (anchors between
+        the matcher's thresholds left out), divided by the foreground anchors; the batch mean."""
+        between = self.head.classification_head.BETWEEN_THRESHOLDS
+        losses = []
+        for target, logits, index in zip(targets, cls_logits, matched, strict=True):
+            foreground = index >= 0
+            wanted = torch.zeros_like(logits)
+            wanted[foreground, target["labels"][index[foreground]]] = 1.0
+            per_anchor = F.binary_cross_entropy_with_logits(logits, wanted, reduction="none").sum(dim=1)
+            kept = foreground | hard_negatives(per_anchor[None], foreground[None], (~foreground & (index != between))
+                                               [None])[0]
+            losses.append(per_anchor[kept].sum() / foreground.sum().clamp(min=1))
+        return torch.stack(losses).mean()
 
 
 class TorchvisionFasterRCNN(Detector):

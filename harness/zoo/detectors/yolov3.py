@@ -11,6 +11,12 @@
 - **Loss** (mmdet's): each ground-truth box goes to the anchor of best shape IoU among all scales, in the
   cell holding its centre; BCE on σ-space xy (weight 2), objectness and classes; MSE on log-space wh
   (weight 2); predictions overlapping any ground truth by IoU > ``ignore_threshold`` get no no-object loss.
+  Training choices (a case's ``box_loss`` / ``negatives``): ``box_loss`` ``mse``, ``l1`` or ``smooth_l1`` on the
+  offsets (σ(tx), σ(ty), tw, th), or ``iou``, ``giou``, ``diou``, ``ciou`` on the decoded boxes, replaces
+  ``loss_xy`` + ``loss_wh`` by one ``loss_box`` of the same weight (2; the DIoU paper's YOLOv3 experiment swaps
+  these losses in the same way); ``negatives`` ``hard_mining`` scores objectness on the positives and the 3 highest-
+  loss negatives per positive of each image; ``focal`` scores it with the focal loss over every non-ignored
+  prediction, normalised by the positives (:mod:`harness.zoo.detectors.negatives`).
 
 Raw outputs and their flattened form are ordered finest scale first (stride 8, 16, 32), then row, column,
 anchor.
@@ -25,9 +31,11 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import box_iou
+from torchvision.ops import box_iou, sigmoid_focal_loss
 
+from harness.zoo.detectors import box_losses
 from harness.zoo.detectors.base import Detections, Detector, ImageMeta, Target
+from harness.zoo.detectors.negatives import FOCAL_ALPHA, FOCAL_GAMMA, hard_negatives
 from harness.zoo.detectors.postprocess import Suppression
 from harness.zoo.detectors.timm_features import TimmFeatures
 from harness.zoo.registry import register_model
@@ -127,6 +135,9 @@ class YOLOv3(Detector):
     pixels per scale, finest first; ``conf_threshold``: least objectness of a decoded candidate (mmdet's
     ``conf_thr``); ``ignore_threshold``: IoU above which a prediction gets no no-object loss."""
 
+    BOX_LOSSES = ("mse", "l1", "smooth_l1", "iou", "giou", "diou", "ciou")
+    NEGATIVES = ("hard_mining", "focal")
+
     def __init__(self, backbone: TimmFeatures, num_classes: int, input_size: int, anchors_px: torch.Tensor,
                  neck_widths: Sequence[int], conf_threshold: float = 0.005, ignore_threshold: float = 0.7,
                  suppression: Suppression = YOLOV3_SUPPRESSION) -> None:
@@ -208,8 +219,8 @@ class YOLOv3(Detector):
     def _dense_targets(self, targets: Sequence[Target], boxes: torch.Tensor,
                        map_sizes: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, ...]:
         """Return (objectness (N, P) 0/1, ignored (N, P) bool, offset_xy (N, P, 2), log_wh (N, P, 2), classes
-        (N, P, C) one-hot) in :meth:`flatten`'s order; ``boxes`` are the predicted boxes (N, P, 4) and
-        ``map_sizes`` the (rows, columns) of the raw maps."""
+        (N, P, C) one-hot, ground-truth boxes (N, P, 4) x1y1x2y2 in input pixels) in :meth:`flatten`'s order;
+        ``boxes`` are the predicted boxes (N, P, 4) and ``map_sizes`` the (rows, columns) of the raw maps."""
         n, p = boxes.shape[:2]
         anchors = self.anchors_px.shape[1]
         cells = torch.tensor([rows * columns for rows, columns in map_sizes], device=boxes.device)
@@ -219,6 +230,7 @@ class YOLOv3(Detector):
         ignored = torch.zeros(n, p, dtype=torch.bool, device=boxes.device)
         offset_xy, log_wh = boxes.new_zeros(n, p, 2), boxes.new_zeros(n, p, 2)
         classes = boxes.new_zeros(n, p, self.num_classes)
+        gt_boxes = boxes.new_zeros(n, p, 4)
         for i, target in enumerate(targets):
             if not target.boxes.numel():
                 continue
@@ -230,27 +242,53 @@ class YOLOv3(Detector):
             offset_xy[i, index] = e.offset_xy
             log_wh[i, index] = e.log_wh
             classes[i, index] = F.one_hot(target.labels.to(boxes.device), self.num_classes).to(boxes.dtype)
-        return objectness, ignored, offset_xy, log_wh, classes
+            gt_boxes[i, index] = gt
+        return objectness, ignored, offset_xy, log_wh, classes, gt_boxes
 
     def loss(self, raw: Sequence[torch.Tensor], targets: Sequence[Target]) -> dict[str, torch.Tensor]:
-        """Return mmdet's YOLOv3 loss terms (each summed over the image, averaged over the batch, unitless):
-        ``loss_cls``, ``loss_obj``, ``loss_xy`` (weight 2), ``loss_wh`` (weight 2); targets in input pixels."""
+        """Return the YOLOv3 loss terms (each summed over the image, averaged over the batch, unitless): mmdet's
+        ``loss_cls``, ``loss_obj``, ``loss_xy`` (weight 2), ``loss_wh`` (weight 2), or with another ``box_loss``
+        one ``loss_box`` (weight 2) in place of the last two; targets in input pixels (see the module doc)."""
         predictions, boxes = self.flatten(raw)
         map_sizes = [(x.shape[-2], x.shape[-1]) for x in raw]
-        objectness, ignored, offset_xy, log_wh, classes = self._dense_targets(targets, boxes.detach(), map_sizes)
+        objectness, ignored, offset_xy, log_wh, classes, gt_boxes = self._dense_targets(
+            targets, boxes.detach(), map_sizes)
         positive = objectness > 0
-        scored = positive | ~ignored
         images = max(1, len(targets))
 
         def bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
             return F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / images
 
-        return {
-            "loss_cls": bce(predictions[..., BOX_CHANNELS:][positive], classes[positive]),
-            "loss_obj": bce(predictions[..., 4][scored], objectness[scored]),
-            "loss_xy": 2.0 * bce(predictions[..., 0:2][positive], offset_xy[positive]),
-            "loss_wh": 2.0 * F.mse_loss(predictions[..., 2:4][positive], log_wh[positive], reduction="sum") / images,
-        }
+        terms = {"loss_cls": bce(predictions[..., BOX_CHANNELS:][positive], classes[positive]),
+                 "loss_obj": self._objectness_loss(predictions[..., 4], objectness, ignored, images)}
+        if self.box_loss == "default":
+            terms["loss_xy"] = 2.0 * bce(predictions[..., 0:2][positive], offset_xy[positive])
+            terms["loss_wh"] = 2.0 * F.mse_loss(predictions[..., 2:4][positive], log_wh[positive],
+                                                reduction="sum") / images
+        elif box_losses.is_box_loss(self.box_loss):
+            per_box = box_losses.BOX_LOSSES[self.box_loss](boxes[positive], gt_boxes[positive])
+            terms["loss_box"] = 2.0 * per_box.sum() / images
+        else:
+            offsets = torch.cat([predictions[..., 0:2][positive].sigmoid(), predictions[..., 2:4][positive]], dim=1)
+            target = torch.cat([offset_xy[positive], log_wh[positive]], dim=1)
+            terms["loss_box"] = 2.0 * box_losses.OFFSET_LOSSES[self.box_loss](offsets, target).sum() / images
+        return terms
+
+    def _objectness_loss(self, logits: torch.Tensor, objectness: torch.Tensor, ignored: torch.Tensor,
+                         images: int) -> torch.Tensor:
+        """Return the objectness term under :attr:`negatives`: BCE over the positives and the non-ignored
+        negatives (default), over the positives and the hardest negatives (``hard_mining``), or the focal loss
+        over all of them normalised by the positives (``focal``)."""
+        positive = objectness > 0
+        scored = positive | ~ignored
+        if self.negatives == "focal":
+            focal = sigmoid_focal_loss(logits[scored], objectness[scored], alpha=FOCAL_ALPHA, gamma=FOCAL_GAMMA,
+                                       reduction="sum")
+            return focal / positive.sum().clamp(min=1)
+        per_prediction = F.binary_cross_entropy_with_logits(logits, objectness, reduction="none")
+        if self.negatives == "hard_mining":
+            scored = positive | hard_negatives(per_prediction, positive, ~positive & ~ignored)
+        return per_prediction[scored].sum() / images
 
 
 def anchors_tensor(anchors: Sequence[Sequence[Sequence[float]]] | None, anchor_scale: float) -> torch.Tensor:
