@@ -16,6 +16,7 @@ from harness.errors import SkipCase
 from harness.zoo.build import build_model
 from harness.zoo.detectors import PAPER_NAMES, Target, suppress
 from harness.zoo.detectors.box_losses import BOX_LOSSES, OFFSET_LOSSES
+from harness.zoo.detectors.negatives import hard_negatives, softmax_focal_loss
 from harness.zoo.detectors.ssd import (
     SSD300_MEAN,
     SSD300_MIN_INPUT,
@@ -23,8 +24,6 @@ from harness.zoo.detectors.ssd import (
     SSDLITE_MEAN,
     SSDLITE_STD,
     TorchvisionSSD,
-    hard_negative_mask,
-    softmax_focal_loss,
 )
 from harness.zoo.registry import create_model, get_entry
 
@@ -304,7 +303,7 @@ def test_box_losses_on_offsets_and_boxes() -> None:
         detector.loss(_hand_raw(detector, anchors, off, NUM_CLASSES), [gt])
 
 
-def test_hard_negative_mask_keeps_three_per_positive() -> None:
+def test_hard_negatives_keep_three_per_positive() -> None:
     loss = torch.tensor([
         [0.5, 9.0, 0.1, 3.0, 7.0, 0.2, 5.0, 0.3, 4.0, 0.0],  # 2 positives (0, 1): 6 of 8 negatives
         [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0],  # 3 positives: 9 wanted, 7 available: all of them
@@ -313,7 +312,7 @@ def test_hard_negative_mask_keeps_three_per_positive() -> None:
     positive = torch.zeros_like(loss, dtype=torch.bool)
     positive[0, [0, 1]] = True
     positive[1, [7, 8, 9]] = True
-    mask = hard_negative_mask(loss, positive, 3.0)
+    mask = hard_negatives(loss, positive, ~positive, 3)
     assert not (mask & positive).any()
     assert mask.sum(dim=1).tolist() == [6, 7, 0]
     assert set(mask[0].nonzero().flatten().tolist()) == {4, 6, 8, 3, 7, 5}  # the 6 highest-loss negatives
@@ -324,7 +323,7 @@ def test_hard_negative_mask_keeps_three_per_positive() -> None:
     g = torch.Generator().manual_seed(0)
     loss = torch.rand(4, 500, generator=g)
     positive = torch.rand(4, 500, generator=g) < torch.tensor([[0.0], [0.01], [0.1], [0.5]])
-    mask = hard_negative_mask(loss, positive, 3.0)
+    mask = hard_negatives(loss, positive, ~positive, 3)
     expected = torch.minimum(3 * positive.sum(1), (~positive).sum(1))
     assert torch.equal(mask.sum(1), expected)
     for row in range(4):

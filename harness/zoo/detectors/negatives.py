@@ -30,11 +30,14 @@ def hard_negatives(loss: torch.Tensor, positive: torch.Tensor, candidate: torch.
     return (rank < keep) & candidate
 
 
-def softmax_focal_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float = FOCAL_ALPHA,
+def softmax_focal_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float | None = FOCAL_ALPHA,
                        gamma: float = FOCAL_GAMMA) -> torch.Tensor:
-    """Return the focal loss of each row of ``logits`` (P, K) with class ``labels`` (P,) (class 0 = background
-    for softmax detectors): −α_t (1 − p_t)^γ log p_t, α_t = α for foreground and 1 − α for background rows;
-    unreduced (P,). At γ = 0 and α = 0.5 it is half the cross-entropy."""
-    log_p = F.log_softmax(logits, dim=-1).gather(1, labels[:, None]).squeeze(1)
-    alpha_t = torch.where(labels > 0, torch.full_like(log_p, alpha), torch.full_like(log_p, 1 - alpha))
-    return -alpha_t * (1 - log_p.exp()).pow(gamma) * log_p
+    """Return the focal loss of each anchor, unreduced (shape of ``labels``): −α_t (1 − p_t)^γ log p_t, with
+    ``p_t`` the softmax probability (``logits`` (..., K), computed in float32) of the anchor's class ``labels``
+    (class 0 = background for softmax detectors), α_t = α for foreground and 1 − α for background anchors
+    (``alpha=None``: no α weighting). At γ = 0 and ``alpha=None`` it is the cross-entropy; at α = 0.5 half of it."""
+    log_p = F.log_softmax(logits.float(), dim=-1).gather(-1, labels[..., None]).squeeze(-1)
+    loss = -(1 - log_p.exp()).pow(gamma) * log_p
+    if alpha is not None:
+        loss = torch.where(labels > 0, alpha, 1 - alpha) * loss
+    return loss

@@ -28,7 +28,7 @@ anchors; ``classification``: cross-entropy of the positives and of the hard-mine
 image), both summed and divided by the number of positive anchors of the batch. Options:
 
 - :attr:`TorchvisionSSD.NEGATIVES`: ``hard_mining`` (= the default) or ``focal``: softmax focal loss
-  (:func:`softmax_focal_loss`, α = 0.25 on foreground anchors and 1 − α on background ones, γ = 2) over every
+  (``negatives.softmax_focal_loss``, α = 0.25 on foreground anchors and 1 − α on background ones, γ = 2) over every
   anchor, no mining, divided by the number of positive anchors;
 - :attr:`TorchvisionSSD.BOX_LOSSES`: ``smooth_l1`` and ``l1`` of :data:`~harness.zoo.detectors.box_losses.OFFSET_LOSSES`
   on the encoded offsets (note: that ``smooth_l1`` is Detectron's, β = 1/9; the default is SSD's β = 1), ``giou``,
@@ -37,7 +37,7 @@ image), both summed and divided by the number of positive anchors of the batch. 
 
 ``torchvision.models.detection.ssd.SSD.compute_loss`` is not called: it fixes smooth L1 and mining, and where an
 image has fewer negatives than 3 × its positives it counts positives among the "negatives" (its rank test lets the
-−inf-scored positives in); :func:`hard_negative_mask` takes exactly min(3 × positives, negatives available).
+−inf-scored positives in); ``negatives.hard_negatives`` takes exactly min(3 × positives, negatives available).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ from torchvision.ops import box_iou, clip_boxes_to_image
 
 from harness.zoo.detectors.base import Detections, Detector, ImageMeta, Target
 from harness.zoo.detectors.box_losses import BOX_LOSSES, OFFSET_LOSSES
+from harness.zoo.detectors.negatives import FOCAL_ALPHA, FOCAL_GAMMA, hard_negatives, softmax_focal_loss
 from harness.zoo.detectors.postprocess import Suppression
 from harness.zoo.detectors.torchvision_detectors import _square_images, _valid_hw
 from harness.zoo.registry import register_model
@@ -69,36 +70,6 @@ SSD300_STD = (1.0 / 255.0, 1.0 / 255.0, 1.0 / 255.0)
 #: SSDLite's input normalisation (0–1 scale → −1…1).
 SSDLITE_MEAN = (0.5, 0.5, 0.5)
 SSDLITE_STD = (0.5, 0.5, 0.5)
-
-#: the focal loss's parameters for ``negatives="focal"`` (RetinaNet's: α on foreground anchors, γ).
-FOCAL_ALPHA = 0.25
-FOCAL_GAMMA = 2.0
-
-
-def hard_negative_mask(loss: torch.Tensor, positive: torch.Tensor, ratio: float = 3.0) -> torch.Tensor:
-    """Return the hard negatives (bool, like ``loss``) of SSD's hard negative mining: per row (image) of
-    ``loss`` (N, A) (each anchor's classification loss), the min(⌊ratio × positives⌋, negatives available)
-    non-``positive`` anchors of highest loss (ties broken by the sort); none in a row without positives."""
-    negative_loss = loss.detach().clone()
-    negative_loss[positive] = -float("inf")
-    rank = negative_loss.argsort(dim=1, descending=True).argsort(dim=1)
-    available = (~positive).sum(dim=1, keepdim=True)
-    wanted = torch.minimum(torch.floor(ratio * positive.sum(dim=1, keepdim=True)).long(), available)
-    return (rank < wanted) & ~positive
-
-
-def softmax_focal_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float | None = FOCAL_ALPHA,
-                       gamma: float = FOCAL_GAMMA) -> torch.Tensor:
-    """Return the softmax focal loss per anchor (shape of ``labels``, unreduced): ``−α_t (1 − p_t)^γ log p_t``,
-    ``p_t`` the softmax probability of the anchor's label (``logits`` (..., C + 1), label 0 = background),
-    ``α_t = alpha`` for foreground labels and ``1 − alpha`` for background (``alpha=None``: 1 for every anchor).
-    At γ = 0 and ``alpha=None`` it is the cross-entropy."""
-    log_p = F.log_softmax(logits.float(), dim=-1).gather(-1, labels[..., None]).squeeze(-1)
-    loss = -((1.0 - log_p.exp()) ** gamma) * log_p if gamma else -log_p
-    if alpha is not None:
-        loss = torch.where(labels > 0, alpha, 1.0 - alpha) * loss
-    return loss
-
 
 class TorchvisionSSD(Detector):
     """torchvision's ``model`` (an SSD, background = class 0 of its ``num_classes + 1``) without its transform.
@@ -211,7 +182,7 @@ class TorchvisionSSD(Detector):
             raise ValueError(f"{type(self).__name__} offers negatives {', '.join(self.NEGATIVES)}, "
                              f"not {self.negatives!r}")
         loss = F.cross_entropy(cls_logits.float().flatten(0, 1), labels.flatten(), reduction="none").view_as(labels)
-        negative = hard_negative_mask(loss, positive, self.neg_to_pos_ratio)
+        negative = hard_negatives(loss, positive, ~positive, self.neg_to_pos_ratio)
         return loss[positive].sum() + loss[negative].sum()
 
 
