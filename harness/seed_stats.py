@@ -41,7 +41,7 @@ SEEDED_COLUMNS: tuple[str, ...] = (
     "acc_train_loss_last", "det_train_loss_last",
 )
 #: Columns judged against the baseline row in the report (Δ and p); the others are summarised only.
-JUDGED_COLUMNS: tuple[str, ...] = ("acc_top1", "acc_top5", "acc_ap", "acc_ap50")
+JUDGED_COLUMNS: tuple[str, ...] = ("acc_top1", "acc_top5", "acc_ap", "acc_ap50", "acc_ap75")
 #: The confidence of the interval of the mean.
 CONFIDENCE = 0.95
 #: Significance level when the records do not say (a suite's ``alpha``).
@@ -136,9 +136,10 @@ def seeds_of(records: pd.DataFrame) -> pd.Series:
 def seed_groups(latest: pd.DataFrame) -> pd.DataFrame:
     """Return a row per (suite, group_id) of the ok records in ``latest`` (the latest record per case) that have a
     value in :data:`SEEDED_COLUMNS`: the case fields of its seed-0 identity (``seed`` dropped), ``seeds`` (sorted
-    list), ``n_seeds``, ``dataset``, ``baseline_json`` and ``alpha`` (the suite's), ``labels`` (one per seed), and
-    per column ``C``: ``C_by_seed`` ({seed: value}) and ``C_n``, ``C_mean``, ``C_std``, ``C_ci_low``,
-    ``C_ci_high``, ``C_min``, ``C_max``. Records written before seeds existed count as seed 0 of their case."""
+    list), ``n_seeds``, ``dataset``, ``baseline_json``, ``alpha`` and ``published_json`` (the suite's), ``labels``
+    (one per seed), and per column ``C``: ``C_by_seed`` ({seed: value}) and ``C_n``, ``C_mean``, ``C_std``,
+    ``C_ci_low``, ``C_ci_high``, ``C_min``, ``C_max``. Records written before seeds existed
+    count as seed 0 of their case."""
     columns = [c for c in SEEDED_COLUMNS if c in latest]
     if latest.empty or not columns:
         return pd.DataFrame()
@@ -158,6 +159,7 @@ def seed_groups(latest: pd.DataFrame) -> pd.DataFrame:
                                "dataset": " | ".join(sorted(records["_dataset"].unique())),
                                "baseline_json": _last_text(records, "baseline_json"),
                                "alpha": _last_number(records, "alpha", ALPHA),
+                               "published_json": _last_text(records, "published_json"),
                                "labels": records["label"].astype(str).tolist()}
         for column in columns:
             values = {int(s): float(v) for s, v in zip(records["_seed"], records[column], strict=True)

@@ -3,6 +3,7 @@ within a seed list, and the aggregation over seeds with its t-tests (equal to sc
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -230,3 +231,30 @@ def test_a_store_without_seeds_or_baseline_has_no_seeds_view_and_old_records_sti
     assert seeds_table(latest_per_case(frame)) is None
     groups = seed_groups(latest_per_case(frame))
     assert list(groups["n_seeds"]) == [1, 1] and list(groups["seeds"]) == [[0], [0]]
+
+
+def test_the_seeds_view_judges_ap75_and_shows_the_published_row_beneath_its_case():
+    published = json.dumps([{"metric": "acc_ap", "value": 0.4657, "source": "DIoU Table 1", "convention": "VOC",
+                             "comparable": False}])
+    records = []
+    for loss, aps in {"iou": (0.10, 0.12, 0.11), "ciou": (0.14, 0.15, 0.16)}.items():
+        for seed, ap in enumerate(aps):
+            records.append(make_record(
+                Case("yolov3_darknet53", resolution=128, box_loss=loss, seed=seed), suite="losses", acc_ap=ap,
+                acc_ap75=ap / 2, acc_aps=ap / 3, baseline_json='{"box_loss": "iou"}', alpha=0.05,
+                det_dataset="digit_boxes/val", published_json=published if loss == "iou" else "[]"))
+    view = seeds_table(latest_per_case(_frame(records)))
+    assert view is not None
+    for header in ("AP (%)", "AP75 (%)", "p (AP75)", "APs (%)"):
+        assert header in view.headers
+    texts = [[c.text for c in row] for row in view.rows]
+    ap, ap75 = view.headers.index("AP (%)"), view.headers.index("AP75 (%)")
+    iou_row = next(i for i, row in enumerate(texts) if row[1] == "iou")
+    assert texts[iou_row][ap] == "11.0 ± 1.0" and texts[iou_row][ap75 + 1] == "baseline"
+    assert texts[iou_row + 1][0] == "yolov3_darknet53 (published)" and texts[iou_row + 1][ap] == "46.6"
+    assert all(c.kind == "published" for c in view.rows[iou_row + 1])
+    ciou = next(row for row in texts if row[1] == "ciou")
+    assert ciou[ap75] == "7.5 ± 0.5 (+36.4%)"
+    p = stats.ttest_rel([0.07, 0.075, 0.08], [0.05, 0.06, 0.055]).pvalue
+    assert ciou[ap75 + 1] == f"{p:.3f}"
+    assert sum(row[0].endswith("(published)") for row in texts) == 1  # ciou publishes nothing here

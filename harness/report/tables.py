@@ -378,7 +378,8 @@ def _error_cells(errors: dict[int, SeedSpread] | dict[int, float], batches: list
 #: Columns of the seeds view: column, header, scale (accuracy fractions shown in %), judged against the baseline.
 SEED_VIEW_COLUMNS: tuple[tuple[str, str, float, bool], ...] = (
     ("acc_top1", "Top-1 (%)", 100.0, True), ("acc_top5", "Top-5 (%)", 100.0, True), ("acc_ap", "AP (%)", 100.0, True),
-    ("acc_ap50", "AP50 (%)", 100.0, True), ("acc_train_loss_last", "Train loss (last)", 1.0, False),
+    ("acc_ap50", "AP50 (%)", 100.0, True), ("acc_ap75", "AP75 (%)", 100.0, True), ("acc_aps", "APs (%)", 100.0, False),
+    ("acc_train_loss_last", "Train loss (last)", 1.0, False),
     ("det_train_loss_last", "Train loss (last)", 1.0, False),
 )
 
@@ -428,6 +429,25 @@ def _seed_cells(group: dict[str, Any], column: str, scale: float, judged: bool, 
     return cells
 
 
+def _seed_published_row(group: dict[str, Any], n_identity: int,
+                        columns: list[tuple[str, str, float, bool]]) -> list[Cell] | None:
+    """Return the published row shown beneath a seed group (its values in the group's columns, the source in the
+    tooltip), or None when the suite publishes none of those columns for it."""
+    published = _published(group)
+    if not any(c in published for c, *_ in columns):
+        return None
+    sources = "; ".join(sorted({f"{e['source']} {e.get('convention') or ''}".strip() for e in published.values()}))
+    row = [Cell(f"{text(group['model'])} (published)", note=sources, kind="published"),
+           *(Cell("", kind="published") for _ in range(n_identity - 1))]
+    for column, _, scale, judged in columns:
+        entry = published.get(column)
+        row.append(Cell("" if entry is None else f"{entry['value'] * scale:.{1 if scale != 1.0 else 3}f}",
+                        kind="published", note=sources, value=None if entry is None else entry["value"] * scale))
+        if judged:
+            row.append(Cell("", kind="published"))
+    return row
+
+
 def seeds_table(records: pd.DataFrame) -> ViewTable | None:
     """Return the accuracy of each case over its seeds as the notes' tables show it — ``68.9 ± 1.5`` for the baseline
     row, ``61.8 ± 2.1 (−10.3%)`` and a p-value for the others — a row per case (its seeds aggregated by
@@ -459,6 +479,9 @@ def seeds_table(records: pd.DataFrame) -> ViewTable | None:
         for column, _, scale, judged in columns:
             row += _seed_cells(group, column, scale, judged, alpha)
         rows.append(row)
+        published_row = _seed_published_row(group, len(identity) + 1, columns)
+        if published_row:
+            rows.append(published_row)
     named = sorted({b for b in groups["baseline"] if b})
     caption = ("Mean ± sample standard deviation over the seeds of each case (the Seeds column; the seed fixes the "
                "weights' initialisation and the training's data order); the tooltip gives the seeds, min, max and the "
@@ -470,6 +493,8 @@ def seeds_table(records: pd.DataFrame) -> ViewTable | None:
                     f"α = {alpha:g}; n/a: not testable (one seed, no baseline row: the tooltip says why).")
     else:
         caption += " The suite names no baseline (`baseline:`), so no row is tested against another."
+    if any(_published(g) for g in groups.to_dict("records")):
+        caption += " Shaded rows: the values a paper publishes for the case above them (the tooltip gives the source)."
     return ViewTable("Accuracy over seeds (mean ± std, Δ and p against the baseline)", headers, rows, caption)
 
 
