@@ -110,7 +110,8 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         status = EXIT_OK
         for suite in suites:
             summary = run_suite(suite, args.results, resume=args.resume, console=err, executor=executor,
-                                show_progress=not args.no_progress, shard=shard, run_id=args.run_id)
+                                show_progress=not args.no_progress, shard=shard, run_id=args.run_id,
+                                compact=not args.no_compact)
             summaries.append(summary)
             out.print(f"{suite.name}{f' shard {shard}' if shard else ''}: {summary.describe()} in "
                       f"{summary.wall_s:.1f} s → {escape(str(summary.results_dir))} (run {summary.run_id})",
@@ -140,6 +141,26 @@ def cmd_report(args: argparse.Namespace, out: Console, err: Console) -> int:
         return EXIT_USAGE
     page = render_report(args.results, args.out)
     out.print(f"report: {escape(str(page))}", highlight=False, soft_wrap=True)
+    return EXIT_OK
+
+
+def cmd_compact(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """Compact every finished run under the results directory; print what was done; exit 2 without a store."""
+    from harness.compaction import compact_store
+
+    if not Path(args.results).is_dir():
+        err.print(f"[red]error:[/] no results directory {escape(args.results)!s}", soft_wrap=True)
+        return EXIT_USAGE
+    done = compact_store(args.results, force=args.force)
+    merged = [d for d in done if d.path is not None]
+    for d in done:
+        if d.path is not None:
+            out.print(f"{escape(str(d.folder))}: {d.files} file(s), {d.records} record(s) → {escape(d.path.name)}",
+                      highlight=False, soft_wrap=True)
+        elif d.reason != "already compacted":
+            err.print(f"{escape(str(d.folder))}: left as it is: {escape(d.reason)}", highlight=False, soft_wrap=True)
+    out.print(f"compacted {len(merged)} of {len(done)} run(s): {sum(d.files for d in merged)} part file(s) → "
+              f"{len(merged)} file(s)", highlight=False)
     return EXIT_OK
 
 
@@ -514,7 +535,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics", metavar="NAMES",
                      help="take only these of the suite's metric families, comma-separated (e.g. complexity)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar (one line per case still printed)")
+    run.add_argument("--no-compact", action="store_true",
+                     help="keep the run's part files (one per case) instead of merging them into one file when the "
+                     "run is finished (`harness compact` merges them later)")
     run.set_defaults(func=cmd_run)
+
+    cmp_ = sub.add_parser("compact", help="merge each finished run's part files into one file per run",
+                          description="Merge the part files (one per case) of every finished run under the results "
+                          "directory into one Parquet file per run, sorted by case, written atomically beside them and "
+                          "then replacing them: a reader sees the part files or the merged file, never both or "
+                          "neither, and kill -9 at any point loses nothing. A run still being written (its manifest "
+                          "has no finished_utc) is left alone unless --force. `harness run` does this at the end of "
+                          "each run; this is for older stores.")
+    cmp_.add_argument("--results", default="results", help="results directory (default: %(default)s)")
+    cmp_.add_argument("--force", action="store_true",
+                      help="also compact runs whose manifest does not say they finished (runs known to be dead)")
+    cmp_.set_defaults(func=cmd_compact)
 
     val = sub.add_parser("validate", help="check suite files without running them",
                          description="Check suites: keys, types, model and metric names, matrix. Prints "

@@ -83,6 +83,8 @@ def safe_name(text: str) -> str:
 
 
 #: A record file's name: ``<seq>-<case_id>.parquet``.
+#: How often a read lists the files again when one vanished under it (merged by a compaction).
+VANISHED_RETRIES = 5
 PART_NAME = re.compile(r"(\d+)-.+\.parquet")
 
 #: What to do about a failed write, by errno (anything else: "fix the cause").
@@ -107,7 +109,7 @@ def _write_error(path: Path, exc: OSError, kept: str, then: str) -> ResultWriteE
 
 
 @contextmanager
-def _synced_temp(path: Path, write: Callable[[Path], object]) -> Iterator[Path]:
+def synced_temp(path: Path, write: Callable[[Path], object]) -> Iterator[Path]:
     """Yield a hidden temporary file beside ``path`` filled by ``write`` and flushed to disk; it is removed on
     leaving (publish it by renaming or linking it to ``path`` inside the ``with``)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -126,7 +128,7 @@ def write_text_atomically(path: str | Path, text: str) -> Path:
     the path (folders made). Raises OSError when it cannot be written, leaving no temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _synced_temp(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline="")) as tmp:
+    with synced_temp(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline="")) as tmp:
         os.replace(tmp, path)
     return path
 
@@ -213,7 +215,7 @@ class ResultStore:
         path = folder / f"{seq:05d}-{name}.parquet"
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            with _synced_temp(path, lambda tmp: pq.write_table(table, tmp)) as tmp:
+            with synced_temp(path, lambda tmp: pq.write_table(table, tmp)) as tmp:
                 while True:
                     try:
                         os.link(tmp, path)  # unlike a rename, fails when another process took the name
@@ -230,25 +232,36 @@ class ResultStore:
         yield from self._part_files_in(self.root)
 
     def _part_files_in(self, folder: Path) -> list[Path]:
-        """Return the record files under ``folder`` (inside the root), in name order, skipping any path with a
-        hidden or ``_`` part below the root (temporary files, manifests)."""
+        """Return the record files under ``folder`` (inside the root) a reader counts, in name order: skipping any
+        path with a hidden or ``_`` part below the root (temporary files, manifests) and, in each folder, the files
+        a compacted file there holds (:func:`harness.compaction.live_files`)."""
+        from harness.compaction import live_files
+
         if not folder.is_dir():
             return []
-        return [path for path in sorted(folder.rglob("*.parquet"))
-                if not any(part.startswith((".", "_")) for part in path.relative_to(self.root).parts)]
+        folders = sorted({path.parent for path in folder.rglob("*.parquet")
+                          if not any(part.startswith((".", "_")) for part in path.relative_to(self.root).parts)})
+        return sorted(path for parent in folders for path in live_files(parent))
 
-    def _read_tables(self, paths: list[Path], columns: list[str] | None) -> list[pa.Table]:
-        """Return the tables of the readable ``paths``; each unreadable one is warned about and kept for
-        :meth:`unreadable` (which then lists exactly the files of this call)."""
-        self._unreadable = []
-        tables = []
-        for path in paths:
-            try:
-                tables.append(pq.read_table(path, columns=columns))
-            except (pa.ArrowException, OSError) as exc:
-                self._unreadable.append((path, str(exc)))
-                warnings.warn(f"skipping unreadable result file {path}: {exc}", stacklevel=3)
-        return tables
+    def _read_tables(self, files: Callable[[], list[Path]], columns: list[str] | None) -> list[pa.Table]:
+        """Return the tables of the readable record files ``files()`` lists; each unreadable one is warned about
+        and kept for :meth:`unreadable` (which then lists exactly the files of this call). A file that vanished
+        while being read (a compaction merged it) makes the files be listed and read again."""
+        for _ in range(VANISHED_RETRIES):
+            self._unreadable = []
+            tables: list[pa.Table] = []
+            for path in files():
+                try:
+                    tables.append(pq.read_table(path, columns=columns))
+                except (pa.ArrowException, OSError) as exc:
+                    if not path.exists():
+                        break  # merged into a compacted file since it was listed: list again
+                    self._unreadable.append((path, str(exc)))
+                    warnings.warn(f"skipping unreadable result file {path}: {exc}", stacklevel=3)
+            else:
+                return tables
+        raise HarnessError(f"the records under {self.root} kept changing while being read "
+                           f"({VANISHED_RETRIES} tries): is a compaction looping? read again")
 
     def unreadable(self) -> list[tuple[Path, str]]:
         """Return ``(path, reason)`` of each part file that the last call reading part files (:meth:`read`,
@@ -262,7 +275,7 @@ class ResultStore:
         A part file that cannot be read (truncated, corrupt) is skipped with a warning naming it, and listed
         by :meth:`unreadable` until the next read.
         """
-        tables = self._read_tables(list(self.part_files()), columns)
+        tables = self._read_tables(lambda: list(self.part_files()), columns)
         if not tables:
             return pd.DataFrame(columns=columns or list(BASE_COLUMNS))
         return pa.concat_tables(tables, promote_options="permissive").to_pandas()
@@ -270,7 +283,7 @@ class ResultStore:
     def case_ids_in_run(self, suite: str, run_id: str) -> set[str]:
         """Return the case_ids having a readable record (whatever its status) in the folder of ``run_id`` of
         ``suite``; only the ``case_id`` column is read. Unreadable files are skipped as in :meth:`read`."""
-        tables = self._read_tables(self._part_files_in(self.run_dir(suite, run_id)), ["case_id"])
+        tables = self._read_tables(lambda: self._part_files_in(self.run_dir(suite, run_id)), ["case_id"])
         return {case_id for table in tables for case_id in table.column("case_id").to_pylist() if case_id is not None}
 
     def run_manifests(self, suite: str) -> list[tuple[Path, dict[str, Any]]]:

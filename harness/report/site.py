@@ -33,6 +33,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from harness.errors import HarnessError
 from harness.report.plots import MAX_BOXES, suite_plots
 from harness.report.tables import (
     ROW_ORDER,
@@ -41,7 +42,7 @@ from harness.report.tables import (
     run_summaries,
     suite_table,
 )
-from harness.store import BASE_COLUMNS, ResultStore, safe_name, write_text_atomically
+from harness.store import BASE_COLUMNS, VANISHED_RETRIES, ResultStore, safe_name, write_text_atomically
 
 #: Files copied from ``harness/report/static`` into ``<out>/assets``.
 ASSETS = ("report.css", "report.js")
@@ -67,14 +68,20 @@ class StoreData:
 def read_store(results_dir: str | Path) -> StoreData:
     """Return every record under ``results_dir`` without the columns of :data:`UNREAD` (the part files are read
     together by a pyarrow dataset, columns missing from older files as nulls; should one be unreadable, file
-    by file, skipping it with a warning as :meth:`ResultStore.read` does)."""
-    paths = list(ResultStore(results_dir).part_files())
-    if not paths:
-        return StoreData(pd.DataFrame(columns=[*BASE_COLUMNS, "_part", "_row"]), [], False)
-    try:
-        return _read_dataset(paths)
-    except (pa.ArrowException, OSError):
-        return _read_files(paths)
+    by file, skipping it with a warning as :meth:`ResultStore.read` does; listed again when a compaction merged
+    a file while it was read)."""
+    store = ResultStore(results_dir)
+    for _ in range(VANISHED_RETRIES):
+        paths = list(store.part_files())
+        if not paths:
+            return StoreData(pd.DataFrame(columns=[*BASE_COLUMNS, "_part", "_row"]), [], False)
+        try:
+            return _read_dataset(paths)
+        except (pa.ArrowException, OSError):
+            if all(p.exists() for p in paths):
+                return _read_files(paths)
+            # a file vanished: a compaction merged it since the listing; list again
+    raise HarnessError(f"the records under {results_dir} kept changing while being read: read again")
 
 
 def _frame(tables: list[pa.Table], parts: list[np.ndarray], rows: list[np.ndarray]) -> pd.DataFrame:
@@ -127,7 +134,10 @@ def read_samples(data: StoreData, records: pd.DataFrame) -> pd.Series:
     only the row groups holding them are read."""
     out = pd.Series([None] * len(records), index=records.index, dtype=object)
     for part, group in records.groupby("_part", sort=True):
-        handle = pq.ParquetFile(data.paths[int(part)])
+        try:
+            handle = pq.ParquetFile(data.paths[int(part)])
+        except FileNotFoundError:  # merged by a compaction since the store was read: these samples are not shown
+            continue
         if SAMPLES not in handle.schema_arrow.names:
             continue
         sizes = [handle.metadata.row_group(i).num_rows for i in range(handle.num_row_groups)]

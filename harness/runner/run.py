@@ -5,8 +5,9 @@ A run writes its manifest (``_run.json``, or ``_run.shard-I-of-N.json`` for a sh
 the environment, the shard and the case_ids it plans; and again when it ends, with what happened to them.
 ``--resume`` continues the latest run of the suite (and shard) under the same run id: it runs exactly the
 planned cases that have no record in that run yet. A failed case keeps its record; run without ``--resume`` to
-measure it again. Ctrl-C stops the executor, keeps every record already written and returns a summary marked
-interrupted.
+measure it again. A run that ends (not interrupted) with every manifest of its folder finished is compacted: its
+part files merged into one file (:mod:`harness.compaction`). Ctrl-C stops the executor, keeps every record
+already written and returns a summary marked interrupted.
 """
 
 from __future__ import annotations
@@ -145,6 +146,7 @@ def run_suite(
     executor: Executor | None = None,
     shard: Shard | None = None,
     run_id: str | None = None,
+    compact: bool = True,
 ) -> RunSummary:
     """Run the cases of ``suite`` (of ``shard`` only, when given) on ``executor`` (default: a local worker
     process), storing each record as soon as it is done; return the run's summary.
@@ -153,7 +155,8 @@ def run_suite(
     run ``run_id``, or the latest of this suite and shard, running only its cases without a record.
     ``on_record`` is called with each stored record (tests use it). A ``worker`` passed in (already launched,
     e.g. while suites were validated) is used and left running for the caller to stop; an executor passed in
-    is started here and left for the caller to stop.
+    is started here and left for the caller to stop. ``compact``: once the run is finished (every shard's
+    manifest says so), merge its part files into one file (:mod:`harness.compaction`).
     """
     console = console or Console(stderr=True)
     store = ResultStore(results_dir)
@@ -227,6 +230,13 @@ def run_suite(
     if cases:
         manifest |= {"finished_utc": datetime.now(timezone.utc).isoformat(), "summary": summary.as_json()}
         store.write_manifest(suite.name, summary.run_id, manifest, name=manifest_name)
+    if compact and not summary.interrupted:
+        from harness.compaction import compact_run
+
+        done = compact_run(store.run_dir(suite.name, summary.run_id))
+        if done.path is not None:
+            console.print(f"{suite.name}: {done.records} record(s) of run {summary.run_id} compacted into "
+                          f"{done.path.name}")
     return summary
 
 
