@@ -176,3 +176,21 @@ def test_a_training_choice_the_family_does_not_offer_is_skipped_with_the_reason(
         build_model(Case("retinanet_resnet50_fpn", resolution=128, box_loss="mse", model_kwargs=kwargs))
     assert build_model(Case("yolov3_darknet53", resolution=64, box_loss="diou", negatives="focal",
                             model_kwargs=kwargs)).box_loss == "diou"
+
+
+def test_the_losses_suite_is_the_diou_papers_table_over_three_seeds():
+    from pathlib import Path
+
+    from harness.suite import load_suite
+
+    suite = load_suite(Path(__file__).parents[1] / "suites" / "detector_losses.yaml")
+    rows = {(c.box_loss, c.postprocess) for c in suite.cases}
+    assert rows == {("iou", "default"), ("giou", "default"), ("diou", "default"), ("ciou", "default"),
+                    ("ciou", "diou_nms")}
+    assert {c.seed for c in suite.cases} == {0, 1, 2} and len(suite.cases) == 15
+    assert suite.baseline == {"box_loss": "iou", "postprocess": "default"}
+    published = {(c.box_loss, c.postprocess): {e["metric"]: e["value"] for e in suite.published_for(c)}
+                 for c in suite.cases}
+    assert published[("iou", "default")] == {"acc_ap": 0.4657}
+    assert published[("ciou", "default")] == {"acc_ap": 0.4921}
+    assert published[("ciou", "diou_nms")] == {}  # the CIoU (D) row's value is not claimed
