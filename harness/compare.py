@@ -124,6 +124,8 @@ SAMPLES = "latency_ms_samples"
 # ---------------------------------------------------------------------------------------------- loading
 
 
+#: The columns read from every record to find the runs a side names (the rest is read from the chosen run only).
+RUN_INDEX_COLUMNS = ["run_id", "suite", "timestamp_utc"]
 #: A run named by its recency: ``latest`` (the most recent run), ``latest~N`` (the Nth before it).
 RECENT = re.compile(r"latest(?:~(\d+))?")
 
@@ -155,8 +157,8 @@ def load_side(spec: str, results_dir: str | Path = "results", *, candidate: pd.D
     where = f"{Path(results_dir)}/"
     if not Path(results_dir).is_dir():
         raise HarnessError(f"no results directory or run id {spec!r}: {where} does not exist either")
-    frame = _of_suite(ResultStore(results_dir).read(), suite)
-    runs = _known_runs(frame)
+    store = ResultStore(results_dir)
+    runs = _known_runs(store.read(RUN_INDEX_COLUMNS, suite=suite))  # three columns: which runs there are, by time
     recent = RECENT.fullmatch(spec)
     if recent:
         back = int(recent[1] or 0)
@@ -164,10 +166,10 @@ def load_side(spec: str, results_dir: str | Path = "results", *, candidate: pd.D
             of = f" of suite {suite!r}" if suite else ""
             raise NoSuchRun(f"{spec!r}: {where} holds {len(runs)} run(s){of}, so there is no run {back} before the "
                             "latest")
-        return frame[frame["run_id"] == runs[back]].reset_index(drop=True)
+        return store.read(suite=suite, run_id=runs[back])  # only that run's files are read whole
     matches = [run for run in runs if run == spec] or [run for run in runs if spec and run.startswith(spec)]
     if len(matches) == 1:
-        return frame[frame["run_id"] == matches[0]].reset_index(drop=True)
+        return store.read(suite=suite, run_id=matches[0])
     if len(matches) > 1:
         raise HarnessError(f"run id prefix {spec!r} is ambiguous in {where}: {', '.join(matches)}")
     shown = ", ".join(runs[:10]) + (f" (and {len(runs) - 10} more)" if len(runs) > 10 else "")

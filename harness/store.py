@@ -269,16 +269,30 @@ class ResultStore:
         corrupt, empty), in name order; empty before any such call."""
         return list(self._unreadable)
 
-    def read(self, columns: list[str] | None = None) -> pd.DataFrame:
-        """Return every record under the root as a DataFrame (union of columns, or only ``columns``).
+    def read(self, columns: list[str] | None = None, *, suite: str | None = None,
+             run_id: str | None = None) -> pd.DataFrame:
+        """Return the records under the root as a DataFrame (union of columns, or only ``columns``), only those of
+        ``suite`` and/or ``run_id`` when given: the other suites' and runs' folders are not read at all.
 
         A part file that cannot be read (truncated, corrupt) is skipped with a warning naming it, and listed
         by :meth:`unreadable` until the next read.
         """
-        tables = self._read_tables(lambda: list(self.part_files()), columns)
+        tables = self._read_tables(lambda: self._files_of(suite, run_id), columns)
         if not tables:
             return pd.DataFrame(columns=columns or list(BASE_COLUMNS))
-        return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+        frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+        for column, wanted in (("suite", suite), ("run_id", run_id)):
+            if wanted is not None and column in frame:  # a folder name is the value made safe: check the value
+                frame = frame[frame[column] == wanted].reset_index(drop=True)
+        return frame
+
+    def _files_of(self, suite: str | None, run_id: str | None) -> list[Path]:
+        """Return the record files a reader counts in the folders of ``suite`` / ``run_id`` (any when None)."""
+        suites = [self.root / safe_name(suite)] if suite is not None else \
+            sorted(p for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
+        if run_id is None:
+            return [path for folder in suites for path in self._part_files_in(folder)]
+        return [path for folder in suites for path in self._part_files_in(folder / safe_name(run_id))]
 
     def case_ids_in_run(self, suite: str, run_id: str) -> set[str]:
         """Return the case_ids having a readable record (whatever its status) in the folder of ``run_id`` of

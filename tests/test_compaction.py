@@ -169,3 +169,25 @@ def test_kill_9_during_a_compaction_loses_nothing_and_counts_nothing_twice(tmp_p
     assert _rows(store.read()) == before
     assert [p.name for p in folder.glob("*.parquet")] == [p.name for p in live_files(folder)]
     assert len(live_files(folder)) == 1
+
+
+def test_a_comparison_reads_whole_only_the_two_runs_it_compares(tmp_path, monkeypatch):
+    from harness.compare import RUN_INDEX_COLUMNS, load_side
+
+    for i, run in enumerate(["run-a", "run-b", "run-c"]):
+        store = ResultStore(tmp_path)
+        for j in range(2):
+            store.append(make_record(Case(MODELS[j]), run_id=run, params=j, minutes=10 * i + j), COLUMNS)
+    real_read = pq.read_table
+    whole: list[str] = []
+
+    def spying_read(path, columns=None, **kwargs):
+        if columns != RUN_INDEX_COLUMNS:
+            whole.append(Path(path).parent.name)
+        return real_read(path, columns=columns, **kwargs)
+
+    monkeypatch.setattr("harness.store.pq.read_table", spying_read)
+    latest, before = load_side("latest", tmp_path), load_side("latest~1", tmp_path)
+    assert set(latest["run_id"]) == {"run-c"} and set(before["run_id"]) == {"run-b"}
+    assert sorted(set(whole)) == ["run-b", "run-c"]  # run-a's records were read for three columns only
+    assert ResultStore(tmp_path).read(suite="demo", run_id="run-a")["params"].tolist() == [0, 1]
