@@ -6,11 +6,11 @@ but reading pays Arrow's overhead per file, so a store of tens of thousands of p
 
 How, so that a reader never sees a record twice or not at all and kill -9 loses nothing:
 
-1. the run folder's live record files (see :func:`live_files`) are read and written, sorted by case (then in the
+1. the run folder's live record files are read and written, sorted by case (then in the
    order they were written), in row groups of :data:`ROW_GROUP_ROWS`, to a synced temporary file, and published
    with a hard link as ``<seq>-compacted-<hex>.parquet``, ``<seq>`` the highest of the files it holds (so records
    appended later take higher numbers and sort after it). Its Parquet metadata lists the names of the files it
-   holds (key :data:`SOURCES_KEY`);
+   holds (key :data:`harness.store.SOURCES_KEY`);
 2. only then are those files deleted.
 
 Readers take a folder's files minus every file a compacted file there lists, so before step 1 they read the part
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,53 +35,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-#: Parquet metadata key of a compacted file: JSON list of the file names it holds.
-SOURCES_KEY = b"harness.compacted_sources"
-#: The name part that marks a compacted file.
-COMPACTED_MARK = "-compacted-"
+from harness.store import COMPACTED_MARK, PART_NAME, SOURCES_KEY, is_compacted, record_files, superseded, synced_temp
+
 #: Rows per row group of a compacted file (one row per record; a record with latency samples is a few KB).
 ROW_GROUP_ROWS = 4096
-
-
-def is_compacted(path: Path) -> bool:
-    """Return whether ``path`` is a compacted file (by its name)."""
-    return COMPACTED_MARK in path.name
-
-
-def compacted_sources(path: Path) -> set[str]:
-    """Return the names of the files the compacted file ``path`` holds (read from its footer); empty when it has
-    none or cannot be read."""
-    try:
-        metadata = pq.read_schema(path).metadata or {}
-    except (pa.ArrowException, OSError):
-        return set()
-    return set(json.loads(metadata.get(SOURCES_KEY, b"[]")))
-
-
-def _record_files(folder: Path) -> list[Path]:
-    """Return the Parquet files directly in ``folder`` that may hold records (not hidden, not ``_``), by name."""
-    try:
-        names = sorted(os.listdir(folder))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return [folder / n for n in names if n.endswith(".parquet") and not n.startswith((".", "_"))]
-
-
-def superseded(files: list[Path]) -> set[str]:
-    """Return the names, among ``files`` (one folder's), that a compacted file of them holds."""
-    held: set[str] = set()
-    for path in files:
-        if is_compacted(path):
-            held |= compacted_sources(path)
-    return held
-
-
-def live_files(folder: Path) -> list[Path]:
-    """Return the record files of ``folder`` a reader counts, by name: every Parquet file minus those a compacted
-    file of the folder holds."""
-    files = _record_files(folder)
-    held = superseded(files)
-    return [p for p in files if p.name not in held]
 
 
 @dataclass(frozen=True)
@@ -123,12 +81,10 @@ def compact_run(folder: Path, *, force: bool = False) -> Compaction:
     """Merge the live record files of the run ``folder`` into one compacted file (see the module doc) and delete
     what it supersedes; return what was done. A folder whose run is not finished (and not ``force``) or with
     nothing to merge is left as it is (``reason`` says why). Unreadable part files are left in place, unmerged."""
-    from harness.store import PART_NAME, synced_temp
-
     reason = "" if force else unfinished_reason(folder)
     if reason:
         return Compaction(folder, reason=reason)
-    files = _record_files(folder)
+    files = record_files(folder)
     held = superseded(files)
     live = [p for p in files if p.name not in held]
     leftovers = [p for p in files if p.name in held]
@@ -171,8 +127,6 @@ def _pause(variable: str) -> None:
     """Sleep for the seconds in environment ``variable`` (tests widen the windows of a compaction with it)."""
     seconds = float(os.environ.get(variable) or 0)
     if seconds:
-        import time
-
         time.sleep(seconds)
 
 

@@ -15,7 +15,9 @@ the highest in the folder when the record is appended, so the file names sort in
 were written (two processes appending at the same time may get the same ``<seq>``: for different cases
 both names stand; for the same case the second link fails and that record takes the next ``<seq>``).
 Hidden (``.``) and ``_`` files are skipped by pyarrow's dataset discovery and by :class:`ResultStore`, so
-``pandas.read_parquet("results/")`` reads exactly the records. Every part file of one harness version has
+``pandas.read_parquet("results/")`` reads exactly the records. A finished run's part files may be merged into one
+compacted file (:mod:`harness.compaction`) that lists in its footer the files it holds: readers count a folder's
+files minus those (:func:`live_files`). Every part file of one harness version has
 the same schema. A file that cannot be written (disk full…) raises :class:`ResultWriteError` and leaves the
 folder as it was; one that cannot be read is skipped with a warning and listed by
 :meth:`ResultStore.unreadable`.
@@ -82,9 +84,9 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "unnamed"
 
 
-#: A record file's name: ``<seq>-<case_id>.parquet``.
 #: How often a read lists the files again when one vanished under it (merged by a compaction).
 VANISHED_RETRIES = 5
+#: A record file's name: ``<seq>-<case_id>.parquet`` (a compacted file's: ``<seq>-compacted-<hex>.parquet``).
 PART_NAME = re.compile(r"(\d+)-.+\.parquet")
 
 #: What to do about a failed write, by errno (anything else: "fix the cause").
@@ -170,6 +172,53 @@ def iso_utc(value: Any) -> str | None:
     return stamp.isoformat()
 
 
+#: Parquet metadata key of a compacted file: JSON list of the file names it holds.
+SOURCES_KEY = b"harness.compacted_sources"
+#: The name part that marks a compacted file.
+COMPACTED_MARK = "-compacted-"
+
+
+def is_compacted(path: Path) -> bool:
+    """Return whether ``path`` is a compacted file (by its name)."""
+    return COMPACTED_MARK in path.name
+
+
+def compacted_sources(path: Path) -> set[str]:
+    """Return the names of the files the compacted file ``path`` holds (read from its footer); empty when it has
+    none or cannot be read."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (pa.ArrowException, OSError):
+        return set()
+    return set(json.loads(metadata.get(SOURCES_KEY, b"[]")))
+
+
+def record_files(folder: Path) -> list[Path]:
+    """Return the Parquet files directly in ``folder`` that may hold records (not hidden, not ``_``), by name."""
+    try:
+        names = sorted(os.listdir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [folder / n for n in names if n.endswith(".parquet") and not n.startswith((".", "_"))]
+
+
+def superseded(files: list[Path]) -> set[str]:
+    """Return the names, among ``files`` (one folder's), that a compacted file of them holds."""
+    held: set[str] = set()
+    for path in files:
+        if is_compacted(path):
+            held |= compacted_sources(path)
+    return held
+
+
+def live_files(folder: Path) -> list[Path]:
+    """Return the record files of ``folder`` a reader counts, by name: every Parquet file minus those a compacted
+    file of the folder holds."""
+    files = record_files(folder)
+    held = superseded(files)
+    return [p for p in files if p.name not in held]
+
+
 class ResultStore:
     """A results directory: append records of a run, read everything back as a DataFrame."""
 
@@ -234,9 +283,7 @@ class ResultStore:
     def _part_files_in(self, folder: Path) -> list[Path]:
         """Return the record files under ``folder`` (inside the root) a reader counts, in name order: skipping any
         path with a hidden or ``_`` part below the root (temporary files, manifests) and, in each folder, the files
-        a compacted file there holds (:func:`harness.compaction.live_files`)."""
-        from harness.compaction import live_files
-
+        a compacted file there holds (:func:`live_files`)."""
         if not folder.is_dir():
             return []
         folders = sorted({path.parent for path in folder.rglob("*.parquet")

@@ -18,8 +18,8 @@ import pytest
 
 from harness import compaction
 from harness.case import Case
-from harness.compaction import compact_run, compact_store, compacted_sources, live_files
-from harness.store import ResultStore
+from harness.compaction import compact_run, compact_store
+from harness.store import ResultStore, compacted_sources, live_files
 from tests.records import COLUMNS, make_record
 
 MODELS = ["tiny_cnn", "resnet18", "mobilenetv2_100", "resnet50"]
