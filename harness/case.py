@@ -34,8 +34,11 @@ BOX_LOSSES = ("default", "l1", "smooth_l1", "mse", "iou", "giou", "diou", "ciou"
 #: ``hard_mining`` (SSD: the highest-loss negatives at a fixed ratio to positives), ``focal`` (RetinaNet's focal loss).
 NEGATIVES = ("default", "hard_mining", "focal")
 
+#: Model compression methods (harness.zoo.compress.METHOD_MODULES): ``none`` is the dense model.
+COMPRESS = ("none", "magnitude_prune", "channel_prune", "slimming", "low_rank", "weight_sharing", "distill", "qat_int8")
+
 #: Fields holding keyword arguments: tuples of sorted (name, value) pairs, dicts in suites and storage.
-KWARGS_FIELDS = ("model_kwargs", "norm_kwargs")
+KWARGS_FIELDS = ("model_kwargs", "norm_kwargs", "compress_kwargs")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class Case:
     in the case (the weights' initialisation, the training's data order, dropout; torch, numpy and Python RNGs):
     the records of one case's seeds share its :attr:`group_id`. ``box_loss`` and ``negatives``: a detector's
     training choices (the box-regression loss; hard negative mining or focal loss), ``default`` its paper's.
+    ``compress``: a model compression method applied to the built model (``compress_kwargs`` its options), or
+    ``none``.
     """
 
     model: str
@@ -78,6 +83,8 @@ class Case:
     seed: int = 0
     box_loss: str = "default"
     negatives: str = "default"
+    compress: str = "none"
+    compress_kwargs: tuple[tuple[str, Any], ...] = field(default=())
 
     @property
     def case_id(self) -> str:
@@ -118,10 +125,11 @@ class Case:
             f"post={self.postprocess}": self.postprocess != "default",
             f"box_loss={self.box_loss}": self.box_loss != "default",
             f"negatives={self.negatives}": self.negatives != "default",
+            f"compress={self.compress}": self.compress != "none",
             f"seed={self.seed}": self.seed != 0,
         }
         text += "".join(f" {name}" for name, shown in extras.items() if shown)
-        for kwargs in (self.model_kwargs, self.norm_kwargs):
+        for kwargs in (self.model_kwargs, self.norm_kwargs, self.compress_kwargs):
             if kwargs:
                 text += " " + ",".join(f"{k}={v}" for k, v in kwargs)
         return text
@@ -181,4 +189,6 @@ CASE_COLUMNS: dict[str, str] = {
     "seed": "int64",
     "box_loss": "string",
     "negatives": "string",
+    "compress": "string",
+    "compress_kwargs": "string",
 }
