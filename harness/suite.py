@@ -46,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, crea
 from harness.case import (
     BOX_LOSSES,
     COMPILE_MODES,
+    COMPRESS,
     DEVICES,
     DTYPES,
     MODES,
@@ -84,15 +85,22 @@ AXIS_TYPES: dict[str, Any] = {
     "seed": Seed,
     "box_loss": Literal[BOX_LOSSES],
     "negatives": Literal[NEGATIVES],
+    "compress": Literal[COMPRESS],
+    "compress_kwargs": dict[str, Any],
 }
+#: Where a case is given (defaults, matrix, include), ``compress`` may also be a one-key mapping
+#: ``{method: {option: value}}``: the method and its ``compress_kwargs`` together, so one matrix axis can hold
+#: several methods, each at its own levels.
+COMPRESS_WITH_OPTIONS = Annotated[dict[Literal[COMPRESS[1:]], dict[str, Any]], Field(min_length=1, max_length=1)]
+SPEC_TYPES: dict[str, Any] = AXIS_TYPES | {"compress": AXIS_TYPES["compress"] | COMPRESS_WITH_OPTIONS}
 
 _FORBID = ConfigDict(extra="forbid")
 
 CaseSpec = create_model(  # one (possibly partial) case: defaults, include entries
-    "CaseSpec", __config__=_FORBID, **{k: (t | None, None) for k, t in AXIS_TYPES.items()}
+    "CaseSpec", __config__=_FORBID, **{k: (t | None, None) for k, t in SPEC_TYPES.items()}
 )
 Matrix = create_model(  # axis -> non-empty list of values
-    "Matrix", __config__=_FORBID, **{k: (list[t] | None, Field(None, min_length=1)) for k, t in AXIS_TYPES.items()}
+    "Matrix", __config__=_FORBID, **{k: (list[t] | None, Field(None, min_length=1)) for k, t in SPEC_TYPES.items()}
 )
 CaseFilter = create_model(  # exclude / published match: axis -> value or list of values (any of)
     "CaseFilter", __config__=_FORBID, **{k: (t | list[t] | None, None) for k, t in AXIS_TYPES.items()}
@@ -259,6 +267,7 @@ def parse_suite(text: str, file: str = "<suite>", default_name: str = "suite") -
         raise SuiteError(problems) from None
     metrics, metric_where = _validate_metrics(spec, file, loaded, problems)
     problems += _check_models(spec, file, loaded)
+    problems += _check_compress(spec, file, loaded)
     problems += _check_published(spec, file, loaded)
     seeded = _seeded_metrics(metrics)
     problems += _check_seeds(spec, seeded, file, loaded)
@@ -366,16 +375,80 @@ def expand(spec: SuiteFile, axis_order: Iterable[str] = ()) -> tuple[Case, ...]:
     rules = [r.model_dump(exclude_none=True) for r in spec.exclude]
     points: list[dict[str, Any]] = []
     for combo in itertools.product(*axes.values()):
-        point = base | dict(zip(axes, combo, strict=True))
+        point = _split_compress(base | dict(zip(axes, combo, strict=True)))
         if not any(_matches(point, rule) for rule in rules):
             points.append(point)
-    points += [base | inc.model_dump(exclude_none=True) for inc in spec.include]
+    points += [_split_compress(base | inc.model_dump(exclude_none=True)) for inc in spec.include]
     unique: dict[str, Case] = {}
     for point in points:
         if "model" in point:
             case = Case.from_dict(point)
             unique.setdefault(case.case_id, case)
     return tuple(unique.values())
+
+
+def _split_compress(point: dict[str, Any]) -> dict[str, Any]:
+    """Return ``point`` with a ``compress: {method: options}`` mapping split into ``compress`` and
+    ``compress_kwargs``."""
+    value = point.get("compress")
+    if isinstance(value, dict):
+        ((method, options),) = value.items()
+        point = point | {"compress": method, "compress_kwargs": options}
+    return point
+
+
+def _compress_mentions(spec: SuiteFile) -> Iterable[tuple[tuple[Any, ...], Any, tuple[Any, ...], Any]]:
+    """Yield every place a case's compression is given: (path of ``compress``, its value, path of the
+    ``compress_kwargs`` beside it, their value); a path is () where the key is absent."""
+    def at(parent: tuple[Any, ...], case: Any) -> tuple[tuple[Any, ...], Any, tuple[Any, ...], Any]:
+        return ((*parent, "compress") if case.compress is not None else (), case.compress,
+                (*parent, "compress_kwargs") if case.compress_kwargs is not None else (), case.compress_kwargs)
+
+    yield at(("defaults",), spec.defaults)
+    for i, inc in enumerate(spec.include):
+        yield at(("include", i), inc)
+    methods = spec.matrix.compress or [spec.defaults.compress or "none"]
+    options = spec.matrix.compress_kwargs or [spec.defaults.compress_kwargs]
+    for i, method in enumerate(methods):
+        for j, kwargs in enumerate(options):
+            kwargs_path = ("matrix", "compress_kwargs", j) if spec.matrix.compress_kwargs else ()
+            yield ("matrix", "compress", i) if spec.matrix.compress else (), method, kwargs_path, kwargs
+
+
+def _check_compress(spec: SuiteFile, file: str, loaded: LoadedYaml) -> list[SuiteProblem]:
+    """Return the problems of the suite's compression options: each method's ``compress_kwargs`` validated by its
+    options model (:mod:`harness.zoo.compress`), options given twice or given to ``compress: none``."""
+    from harness.zoo.compress import get_method, method_options
+
+    problems: list[SuiteProblem] = []
+    seen: set[tuple[Any, ...]] = set()
+    for method_path, method, kwargs_path, kwargs in _compress_mentions(spec):
+        if isinstance(method, dict):
+            if kwargs_path:
+                problems.append(SuiteProblem(file, loaded.line_of(kwargs_path), _dotted(kwargs_path),
+                                             "the options are already given in `compress: {method: options}`"))
+            ((method, kwargs),) = method.items()
+            kwargs_path = (*method_path, method)
+        if not kwargs_path or (method_path, kwargs_path) in seen:
+            continue
+        seen.add((method_path, kwargs_path))
+        if method in (None, "none"):
+            if kwargs:
+                problems.append(SuiteProblem(file, loaded.line_of(kwargs_path), _dotted(kwargs_path),
+                                             "compress_kwargs given without a compression method: add `compress`"))
+            continue
+        try:
+            method_options(method, kwargs or {})
+        except ValidationError as exc:
+            known = [k for k in get_method(method).options.model_fields]
+            for err in exc.errors():
+                problem = _problem_from_pydantic(file, loaded, dict(err, loc=(*kwargs_path, *err["loc"])))
+                message = problem.message
+                if err["type"] == "extra_forbidden":
+                    name = str(err["loc"][-1])
+                    message = f"unknown option {name!r}{_suggest(name, known)}; it takes: {', '.join(known)}"
+                problems.append(dataclasses.replace(problem, message=f"compress {method}: {message}"))
+    return problems
 
 
 def _matches(point: dict[str, Any], rule: dict[str, Any]) -> bool:

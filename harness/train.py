@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -97,18 +97,55 @@ def load_tensors(loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(images), torch.cat(labels)
 
 
-def batch_indices(n: int, schedule: Schedule) -> Iterator[torch.Tensor]:
-    """Yield this process's image indices for each of the schedule's steps (see the module doc)."""
+def batch_indices(n: int, schedule: Schedule, steps: range | None = None) -> Iterator[torch.Tensor]:
+    """Yield this process's image indices for each step of ``steps`` (default: all the schedule's steps), the
+    same indices whatever range is asked (see the module doc)."""
     per_epoch = n // schedule.global_batch
     if per_epoch == 0:
         raise ValueError(f"the training split has {n} images, fewer than one global batch ({schedule.global_batch})")
+    steps = range(schedule.steps) if steps is None else steps
     lo = rank() * schedule.batch
-    for step in range(schedule.steps):
+    for step in steps:
         epoch, index = divmod(step, per_epoch)
-        if index == 0:
+        if index == 0 or step == steps.start:
             order = torch.randperm(n, generator=torch.Generator().manual_seed(schedule.seed + epoch))
         start = index * schedule.global_batch
         yield order[start + lo : start + lo + schedule.batch]
+
+
+#: A training loss: (model outputs [batch, classes], labels [batch], the batch's indices in the training set, the
+#: model) -> scalar. The default is cross-entropy; a compression method may add to it (harness.zoo.compress).
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, nn.Module], torch.Tensor]
+
+
+def cross_entropy(outputs: torch.Tensor, labels: torch.Tensor, _indices: torch.Tensor, _model: nn.Module
+                  ) -> torch.Tensor:
+    """Return the mean cross-entropy of ``outputs`` [batch, classes] against ``labels`` (the default LossFn)."""
+    return F.cross_entropy(outputs.float(), labels)
+
+
+def run_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, schedule: Schedule,
+              steps: range | None = None, loss_fn: LossFn = cross_entropy) -> list[float]:
+    """Train ``model`` in place over ``steps`` of ``schedule`` (default: all of them; each step its own images and
+    learning rate, so a training split in two ranges is the same training), minimising ``loss_fn`` with SGD on
+    the model's parameters (momentum starts afresh); return each step's loss. The model is left in eval mode."""
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=schedule.lr_at(0), momentum=schedule.momentum, weight_decay=schedule.weight_decay
+    )
+    steps = range(schedule.steps) if steps is None else steps
+    trained = for_training(model)
+    model.train()
+    losses: list[float] = []
+    for step, index in zip(steps, batch_indices(len(images), schedule, steps), strict=True):
+        for group in optimizer.param_groups:
+            group["lr"] = schedule.lr_at(step)
+        loss = loss_fn(trained(images[index]), labels[index], index, model)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    model.eval()
+    return losses
 
 
 def train_classifier(
@@ -117,22 +154,8 @@ def train_classifier(
     """Train ``model`` in place (cross-entropy, SGD) on ``images``/``labels`` (already on its device, in its
     dtype); return ``train_steps``, ``train_loss_first`` / ``train_loss_last`` (mean cross-entropy of the
     first / last tenth of the steps) and ``train_s`` (seconds). The model is left in eval mode."""
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=schedule.lr_at(0), momentum=schedule.momentum, weight_decay=schedule.weight_decay
-    )
-    trained = for_training(model)
-    model.train()
-    losses: list[float] = []
     start = time.perf_counter()
-    for step, index in enumerate(batch_indices(len(images), schedule)):
-        for group in optimizer.param_groups:
-            group["lr"] = schedule.lr_at(step)
-        loss = F.cross_entropy(trained(images[index]).float(), labels[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-    model.eval()
+    losses = run_steps(model, images, labels, schedule)
     return loss_summary(losses, time.perf_counter() - start)
 
 

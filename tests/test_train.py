@@ -69,3 +69,35 @@ def test_an_int8_model_cannot_train():
     case = Case("tiny_cnn", quant="int8")
     with pytest.raises(Exception, match="int8-quantized model cannot train"):
         accuracy.train(torch.nn.Identity(), torch.zeros(1), case, accuracy.Options(train_images=8))
+
+
+def test_a_training_split_in_two_step_ranges_is_the_same_training():
+    torch.manual_seed(0)
+    images, labels = torch.randn(40, 3, 8, 8), torch.randint(0, 10, (40,))
+    schedule = Schedule(images=160, batch=8, momentum=0.0, seed=5)  # no momentum: nothing carried between calls
+
+    def trained(ranges: list[range]) -> torch.Tensor:
+        torch.manual_seed(1)
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 10))
+        losses = [loss for steps in ranges for loss in train.run_steps(model, images, labels, schedule, steps)]
+        assert len(losses) == schedule.steps
+        return model[1].weight.detach().clone()
+
+    whole = trained([range(schedule.steps)])
+    assert torch.equal(trained([range(7), range(7, schedule.steps)]), whole)  # 7: mid-epoch (5 steps per epoch)
+    assert not torch.equal(trained([range(7), range(8, schedule.steps), range(7, 8)]), whole)
+
+
+def test_a_loss_function_replaces_cross_entropy():
+    images, labels = torch.randn(16, 3, 8, 8), torch.randint(0, 10, (16,))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 10))
+    seen = []
+
+    def loss_fn(outputs, batch_labels, indices, module):
+        seen.append((indices.tolist(), module))
+        assert torch.equal(batch_labels, labels[indices])
+        return outputs.sum() * 0
+
+    losses = train.run_steps(model, images, labels, Schedule(images=32, batch=8), loss_fn=loss_fn)
+    assert losses == [0.0] * 4 and all(module is model for _, module in seen)
+    assert sorted(i for indices, _ in seen[:2] for i in indices) == list(range(16))

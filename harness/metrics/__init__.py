@@ -20,6 +20,7 @@ METRIC_MODULES: dict[str, str] = {
     "accuracy": "harness.metrics.accuracy",
     "detection": "harness.metrics.detection",
     "complexity": "harness.metrics.complexity",
+    "compression": "harness.metrics.compression",
     "energy": "harness.metrics.energy",
     "latency": "harness.metrics.latency",
     "memory": "harness.metrics.memory",

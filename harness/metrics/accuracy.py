@@ -24,6 +24,9 @@ Protocol (recorded with every result):
   the fp32 case reaches), then quantizes that trained model (calibrated as any int8 case,
   :mod:`harness.zoo.quantize`) and scores it: post-training quantization of a trained model, whose accuracy is
   comparable seed by seed with the fp32 case's.
+  A compressed case (``compress`` not ``none``) trains its dense twin's weights (the same seed) and is compressed
+  part-way through the same schedule, then fine-tuned for the rest (:mod:`harness.train_compressed`), so it is
+  comparable seed by seed with the dense case's; its ``compress_*`` columns describe the trained compression.
 
 ``acc_top1`` / ``acc_top5``: fraction of the images (0…1); ``acc_images``: images scored;
 ``acc_dataset``: ``<dataset>/<split>``; ``acc_train_*``: what the training did (0 steps = not trained).
@@ -45,6 +48,7 @@ from harness.data.digits import digits_root
 from harness.data.imagefolder import image_folder_loader
 from harness.errors import HarnessError
 from harness.train import TrainingOptions, load_tensors, recompute_batch_averages, train_classifier
+from harness.zoo.compress import INFO_COLUMN_TYPES
 
 NAME = "accuracy"
 #: Its values depend on the case's seed (weights, training order): a suite's `repeats` takes it at every seed.
@@ -74,7 +78,8 @@ COLUMNS: dict[str, str] = {
     "acc_train_loss_last": "float64",
     "acc_train_s": "float64",
     "acc_batch_average_batches": "int64",
-}
+    "acc_compress_step": "int64",
+} | INFO_COLUMN_TYPES
 
 
 def dataset_root(dataset: str) -> Path:
@@ -98,16 +103,24 @@ def _check_logits(logits: Any, classes: int) -> torch.Tensor:
     return logits.float()
 
 
-def train(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: Options) -> dict[str, Any]:
-    """Train ``model`` in place on the training split (see module doc); return the ``acc_train_*`` columns."""
-    if case.quant != "none":
-        raise HarnessError("accuracy: an int8-quantized model cannot train; train its fp32 twin (trained_int8)")
+def training_tensors(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: Options
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the training split's images (preprocessed for ``model`` at the case's resolution, on the device, in
+    the dtype and memory format of ``inputs``) and labels, in order."""
     loader = image_folder_loader(dataset_root(options.dataset) / options.train_split, model, case.resolution,
                                  case.channels, batch_size=options.batch_size)
     images, labels = load_tensors(loader)
     images = images.to(device=inputs.device, dtype=inputs.dtype, memory_format=_memory_format(case))
+    return images, labels.to(inputs.device)
+
+
+def train(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: Options) -> dict[str, Any]:
+    """Train ``model`` in place on the training split (see module doc); return the ``acc_train_*`` columns."""
+    if case.quant != "none":
+        raise HarnessError("accuracy: an int8-quantized model cannot train; train its fp32 twin (trained_int8)")
+    images, labels = training_tensors(model, inputs, case, options)
     schedule = options.schedule(case.batch, case.world_size, case.seed)
-    done = train_classifier(model, images, labels.to(inputs.device), schedule)
+    done = train_classifier(model, images, labels, schedule)
     averaged = recompute_batch_averages(model, images, case.batch, options.batch_average_batches)
     return {f"acc_{k}": v for k, v in done.items()} | {"acc_batch_average_batches": averaged}
 
@@ -132,7 +145,11 @@ def _memory_format(case: Case) -> torch.memory_format:
 def measure(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: Options) -> dict[str, Any]:
     """Return top-1 and top-5 accuracy (fractions, 0…1), the number of images and the dataset/split, after
     the short training when ``train_images`` > 0."""
-    if options.train_images and case.quant != "none":
+    if options.train_images and case.compress != "none":
+        from harness.train_compressed import trained_compressed
+
+        model, trained = trained_compressed(inputs, case, options)
+    elif options.train_images and case.quant != "none":
         model, trained = trained_int8(inputs, case, options)
     elif options.train_images:
         trained = train(model, inputs, case, options)

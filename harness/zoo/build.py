@@ -4,6 +4,8 @@ and its seeded input batch. Runs in the worker process.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -82,9 +84,10 @@ def build_model(case: Case) -> nn.Module:
     """Return the case's model with random weights drawn from the case's seed, in eval mode, ready to measure.
 
     Applied in order: a detector's input size and post-processing, the normalization swap (``case.norm``),
-    int8 quantization (calibrated on real images) or conversion to the case's device and dtype (or an
-    autocast wrapper), channels_last, then torch.compile. Raises SkipCase for combinations this machine or
-    backend cannot run.
+    the compression (``case.compress``: :func:`harness.zoo.compress.compress_model`, its info kept in the
+    returned model's attribute ``harness_compress_info``), int8 quantization (calibrated on real images) or
+    conversion to the case's device and dtype (or an autocast wrapper), channels_last, then torch.compile. Raises
+    SkipCase for combinations this machine or backend cannot run.
     """
     from harness.seeding import seed_everything
 
@@ -97,6 +100,13 @@ def build_model(case: Case) -> nn.Module:
 
         device_option = {"device": case.device} if case.norm == "syncbn" else {}
         swap_norm(model, case.norm, **dict(case.norm_kwargs), **device_option)
+    info = None
+    if case.compress != "none":
+        from harness.zoo.compress import INFO_ATTRIBUTE, compress_model
+
+        model = compress_model(model, case, build_inputs(dataclasses.replace(case, device="cpu", dtype="fp32",
+                                                                             channels_last=False)))
+        info = getattr(model, INFO_ATTRIBUTE)
     if case.quant == "int8":
         from harness.zoo.quantize import calibration_batches, quantize_int8
 
@@ -109,4 +119,6 @@ def build_model(case: Case) -> nn.Module:
         model = model.to(memory_format=torch.channels_last)
     if case.compile != "none":
         model = torch.compile(model, mode=case.compile)
+    if info is not None:
+        setattr(model, INFO_ATTRIBUTE, info)
     return model

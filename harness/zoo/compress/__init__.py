@@ -21,6 +21,7 @@ Methods: see each module. ``compress: none`` is the dense twin.
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,9 +30,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-#: A training loss: (model outputs [batch, classes], labels [batch], indices of the batch's images in the training
-#: set, the model) -> scalar loss.
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, nn.Module], torch.Tensor]
+from harness.train import LossFn
 
 
 class CompressOptions(BaseModel):
@@ -46,12 +45,19 @@ class CompressOptions(BaseModel):
 class CompressContext:
     """What a method may need besides the model: ``example_inputs`` (a batch as the model is fed, fp32, on its
     device), ``calibration`` (a function returning batches of real training images, for observers), ``finetune``
-    (True when a fine-tuning follows: keep what must stay trainable until ``finish``) and ``case`` (the case)."""
+    (True when a fine-tuning follows: keep what must stay trainable until ``finish``) and ``case`` (the case).
+    When the model trains (the accuracy metric): ``images`` / ``labels``, the training set as the model is fed, and
+    ``train``, a function training a model of the zoo in place by the case's protocol (a distillation's teacher),
+    and ``train_key``, text that changes whenever that protocol does (for a cache of what it trains)."""
 
     example_inputs: torch.Tensor
     calibration: Callable[[], list[torch.Tensor]] | None = None
     finetune: bool = False
     case: Any = None
+    images: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    train: Callable[[nn.Module], dict[str, Any]] | None = None
+    train_key: str = ""
 
 
 @dataclass
@@ -69,6 +75,16 @@ INFO_COLUMNS: dict[str, tuple[str, str]] = {
     "compress_param_ratio": ("param_ratio", "float64"),  # params after / params before (0…1]
     "compress_storage_bytes": ("storage_bytes", "int64"),  # bytes the method's own encoding needs (weight sharing)
 }
+#: The store columns a compression's info fills: those of INFO_COLUMNS and the whole info as JSON text.
+INFO_COLUMN_TYPES: dict[str, str] = {c: t for c, (_, t) in INFO_COLUMNS.items()} | {"compress_info_json": "string"}
+#: The attribute of a model built by :func:`harness.zoo.build.build_model` holding its compression's info.
+INFO_ATTRIBUTE = "harness_compress_info"
+
+
+def info_columns(info: dict[str, Any]) -> dict[str, Any]:
+    """Return the store columns of a compression's ``info`` (:data:`INFO_COLUMN_TYPES`; absent keys left out)."""
+    out: dict[str, Any] = {c: info[k] for c, (k, _) in INFO_COLUMNS.items() if k in info}
+    return out | {"compress_info_json": json.dumps(info, sort_keys=True, default=str)}
 
 
 @dataclass(frozen=True)
@@ -130,9 +146,32 @@ def check_requirements(method: Method, case: Any) -> None:
     """Raise SkipCase when ``case`` does not hold a field value ``method`` requires (``method.requirements``)."""
     from harness.errors import SkipCase
 
+    if case.world_size != 1:
+        raise SkipCase(f"compress {method.name} runs in one process; the case has world_size {case.world_size}")
     for name, wanted in method.requirements.items():
         if getattr(case, name) != wanted:
             raise SkipCase(f"compress {method.name} needs {name} {wanted}, the case has {getattr(case, name)}")
+
+
+def compress_model(model: nn.Module, case: Any, example_inputs: torch.Tensor) -> nn.Module:
+    """Return ``model`` (fp32, on the CPU, eval mode) compressed by ``case.compress`` with ``case.compress_kwargs``
+    and no training (``apply`` then ``finish``), its info in the attribute :data:`INFO_ATTRIBUTE`. SkipCase when
+    the case lacks a field value the method requires."""
+    method = get_method(case.compress)
+    check_requirements(method, case)
+    options = method_options(case.compress, dict(case.compress_kwargs))
+
+    def calibration() -> list[torch.Tensor]:
+        from harness.zoo.quantize import calibration_batches
+
+        return calibration_batches(case, model)
+
+    done = method.apply(model, options, CompressContext(example_inputs, calibration, finetune=False, case=case))
+    if method.finish is not None:
+        finished = method.finish(done.model, options)
+        done = Compressed(finished.model, done.info | finished.info)
+    setattr(done.model, INFO_ATTRIBUTE, done.info)
+    return done.model.eval()
 
 
 def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
