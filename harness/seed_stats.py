@@ -11,7 +11,8 @@ all read :func:`seed_groups` and :func:`against_baseline`.
   (n − 1 in the denominator), the 95% confidence interval of the mean from Student's t with n − 1 degrees of
   freedom, min and max. One seed: std and interval are missing (NaN).
 - **Baseline.** A suite's ``baseline: {field: value, …}`` names, within each set of groups that differ only in
-  those fields (every other case field equal), the group whose fields hold those values. Every other group of the
+  those fields (every other case field equal; a field's options, :data:`OPTIONS_OF`, count as the field), the
+  group whose fields hold those values. Every other group of the
   set gets Δ = (mean − baseline mean) / baseline mean and a two-sided p-value: the **paired** t-test on the
   per-seed differences (``scipy.stats.ttest_rel``) when both rows ran the same seeds on the same data (the
   default: a seed fixes the initialisation and data order of both rows), else **Welch's** t-test
@@ -42,6 +43,9 @@ SEEDED_COLUMNS: tuple[str, ...] = (
 )
 #: Columns judged against the baseline row in the report (Δ and p); the others are summarised only.
 JUDGED_COLUMNS: tuple[str, ...] = ("acc_top1", "acc_top5", "acc_ap", "acc_ap50", "acc_ap75")
+#: Case fields whose options travel with them: a baseline naming the field tells rows apart by its options too
+#: (``baseline: {compress: none}`` is the dense row of every compression at every level).
+OPTIONS_OF: dict[str, str] = {"compress": "compress_kwargs", "norm": "norm_kwargs"}
 #: The confidence of the interval of the mean.
 CONFIDENCE = 0.95
 #: Significance level when the records do not say (a suite's ``alpha``).
@@ -226,7 +230,8 @@ def against_baseline(groups: pd.DataFrame) -> pd.DataFrame:
             continue
         named = ", ".join(f"{k}={v}" for k, v in json.loads(text).items())
         out.loc[members.index, "baseline"] = named
-        rest = [c for c in fields if c not in wanted]
+        told_apart = set(wanted) | {OPTIONS_OF[f] for f in wanted if f in OPTIONS_OF}
+        rest = [c for c in fields if c not in told_apart]
         keys = members[rest].apply(lambda col: col.map(_key_text)).agg("\x1f".join, axis=1) if rest else \
             pd.Series("", index=members.index)
         is_base = pd.Series(True, index=members.index)

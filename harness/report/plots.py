@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from harness.report.tables import SeedSpread, error_by_batch_series, hardware_names, published_error_by_batch
 from harness.seed_stats import group_ids, seeds_of
+from harness.store import is_missing
 
 #: An axis is logarithmic when its (positive) values span more than this factor.
 LOG_SPAN = 20.0
@@ -653,12 +654,49 @@ def history_plot(records: pd.DataFrame, plot_id: str = "plot-history") -> Plot |
     return Plot(plot_id, title, svg, caption)
 
 
+def compression_plot(records: pd.DataFrame, plot_id: str = "plot-compression") -> Plot | None:
+    """Return the compression survey's plot: top-1 accuracy (%, mean over the seeds, ± one std) against latency (ms,
+    the cost case's) of every compressed model and its dense twin, a colour per method, and each model's Pareto front
+    over its methods and levels; None without two rows having both (:func:`harness.report.compression
+    .compression_rows`)."""
+    from harness.report.compression import compression_rows
+
+    rows = compression_rows(records)
+    if rows.empty:
+        return None
+    rows = rows[rows["top1_mean"].notna() & rows["latency_ms_median"].notna()]
+    if len(rows) < 2:
+        return None
+    series: list[Series] = []
+    for i, (method, group) in enumerate(rows.groupby("compress", sort=True)):
+        points = []
+        for row in group.to_dict("records"):
+            std = 100 * row["top1_std"] if not is_missing(row["top1_std"]) else math.nan
+            acc, lat = 100 * row["top1_mean"], float(row["latency_ms_median"])
+            tip = f"{row['model']} {method} {row['level']}".strip() + f": {_g(lat)} ms, top-1 {_f(acc)}%"
+            points.append(Point(lat, acc, tip + (f" ± {_f(std)}" if math.isfinite(std) else ""), acc - std, acc + std))
+        series.append(Series(str(method), points, PALETTE[i % len(PALETTE)]))
+    for model, group in rows.groupby("model", sort=True):
+        on_front = group[pareto_front(group["latency_ms_median"], group["top1_mean"])].sort_values("latency_ms_median")
+        series.append(Series(f"{model} Pareto front", [Point(float(a), 100 * float(b)) for a, b in zip(
+            on_front["latency_ms_median"], on_front["top1_mean"], strict=True)], "#999999", line=True, markers=False,
+            dash="5 3", legend=False))
+    title = "Compression: top-1 accuracy vs latency"
+    svg = chart(plot_id, title, series, Axis("Latency median (ms per batch, the cost case)"),
+                Axis("Top-1 accuracy (%)"))
+    caption = ("Each compressed model and level (a colour per method; dense: compress none) at its top-1 accuracy "
+               "(mean over the seeds, bar ± one std) and its latency (the cost case: random weights compressed, the "
+               "largest input size measured); the dashed grey line joins each model's Pareto front: the rows no "
+               "other row of the model beats on both.")
+    return Plot(plot_id, title, svg, caption)
+
+
 def suite_plots(latest: pd.DataFrame, history: pd.DataFrame | None = None,
                 samples: pd.DataFrame | None = None, samples_total: int | None = None) -> list[Plot]:
     """Return the plots of one suite whose data exist: accuracy vs latency, FLOPs vs latency, latency
     distribution (from ``samples``: latest records with a ``latency_ms_samples`` column), error vs batch per
     norm, and latency history (from ``history``: every record of the suite)."""
-    plots = [accuracy_latency_plot(latest), flops_latency_plot(latest)]
+    plots = [accuracy_latency_plot(latest), compression_plot(latest), flops_latency_plot(latest)]
     if samples is not None:
         plots.append(latency_distribution_plot(samples, total=samples_total))
     plots.append(error_batch_plot(latest))

@@ -550,9 +550,68 @@ def detectors_table(records: pd.DataFrame) -> ViewTable | None:
     return ViewTable("Detectors (Methods | Backbone | FPS | AP | APs | APm | APl)", headers, rows, caption)
 
 
+def _scaled_cell(value: Any, scale: float, fmt: str, note: str = "") -> Cell:
+    if is_missing(value) or (isinstance(value, float) and math.isnan(value)):
+        return Cell("–", note=note)
+    return Cell(fmt.format(float(value) * scale), note=note, value=float(value) * scale)
+
+
+#: The compression table's cost columns: column of :func:`harness.report.compression.compression_rows`, header,
+#: scale, format.
+COMPRESSION_COLUMNS: tuple[tuple[str, str, float, str], ...] = (
+    ("params", "Params (M)", 1e-6, "{:.2f}"), ("macs", "MACs (G)", 1e-9, "{:.3f}"),
+    ("macs_nonzero", "Nonzero MACs (G)", 1e-9, "{:.3f}"), ("mac_bytes", "MAC bytes (MB)", 1e-6, "{:.1f}"),
+    ("compression_ratio", "Compression (×)", 1.0, "{:.2f}"), ("latency_ms_median", "Latency (ms)", 1.0, "{:.2f}"),
+    ("speedup", "Speed-up (×)", 1.0, "{:.2f}"),
+)
+
+
+def compression_table(records: pd.DataFrame) -> ViewTable | None:
+    """Return the compression survey's table — Method | Level | Params | MACs | MAC bytes | Latency | Speed-up |
+    Top-1 | Δ top-1 vs dense — a row per model, method and level with its dense twin first
+    (:func:`harness.report.compression.compression_rows`); None when the suite compressed nothing."""
+    from harness.report.compression import compression_rows
+
+    rows_frame = compression_rows(records)
+    if rows_frame.empty:
+        return None
+    headers = ["Model", "Method", "Level", *(h for _, h, _, _ in COMPRESSION_COLUMNS), "Top-1 (%)",
+               "Δ top-1 (points)", "p (top-1)"]
+    rows = []
+    for row in rows_frame.to_dict("records"):
+        cells = [Cell(text(row["model"])), Cell(text(row["compress"]), kind="text"),
+                 Cell(row["level"] or "–", kind="text")]
+        cost_note = f"cost at {text(row['resolution'])} px" if not is_missing(row["resolution"]) else ""
+        cells += [_scaled_cell(row[c], k, f, cost_note) for c, _, k, f in COMPRESSION_COLUMNS]
+        if is_missing(row["top1_mean"]):
+            cells += [Cell("–"), Cell("–"), Cell("–")]
+        else:
+            std = row["top1_std"] if not is_missing(row["top1_std"]) else math.nan
+            note = f"{int(row['top1_n'])} seed(s), trained and scored at {text(row['accuracy_resolution'])} px"
+            cells.append(Cell(_mean_std_text(row["top1_mean"], std, 100.0), note=note,
+                              value=100.0 * row["top1_mean"]))
+            if row["is_dense"]:
+                cells += [Cell("dense", kind="text"), Cell("baseline", kind="text")]
+            else:
+                cells.append(_scaled_cell(row["delta_top1"], 100.0, "{:+.1f}"))
+                p = row["p_value"]
+                cells.append(Cell("n/a", note=row["p_test"] or "no dense row to test against", kind="text")
+                             if is_missing(p) else Cell(p_text(p), value=p, note=row["p_test"]))
+        rows.append(cells)
+    caption = ("Each compression beside its dense twin (the same model, compress: none). Cost columns come from the "
+               "suite's cost case (the largest input size measured, random weights compressed, the tooltip gives it): "
+               "Nonzero MACs count only MACs whose weight is nonzero (what a sparse kernel could skip; dense kernels "
+               "run all MACs); Compression = dense model bytes / the compressed model's storage (weight sharing: its "
+               "indices and codebooks); Speed-up = dense latency / latency. Top-1: mean ± std over the seeds after the "
+               "same seeded training (dense training, compression, fine-tuning to the same total steps), Δ in points "
+               "against the dense mean, p from the suite's baseline test (paired t-test over the seeds).")
+    return ViewTable("Compression (Method | Level | Params | MACs | MAC bytes | Latency | Speed-up | Top-1 | Δ top-1)",
+                     headers, rows, caption)
+
+
 #: Extra views of a suite's records, each rendered under its table when it applies (returns a ViewTable).
-SUITE_VIEWS: tuple[Callable[[pd.DataFrame], ViewTable | None], ...] = (seeds_table, error_by_batch_per_norm,
-                                                                       detectors_table)
+SUITE_VIEWS: tuple[Callable[[pd.DataFrame], ViewTable | None], ...] = (seeds_table, compression_table,
+                                                                       error_by_batch_per_norm, detectors_table)
 
 
 def suite_tables(frame: pd.DataFrame) -> list[SuiteTable]:
