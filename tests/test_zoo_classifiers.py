@@ -104,6 +104,11 @@ PUBLISHED: list[Published] = [
     # CornerNet-Lite gives no parameter count; the exact count of the official CornerNet_Squeeze.py
     # backbone (its heads add 7,043,404, 31.77 M in all).
     Published("hourglass_squeeze", "params_without_head", 24_728_448, 0.0, "CornerNet-Lite official code"),
+    # A plain VGG-11 (BN) with a global-average-pool classifier: torchvision's vgg11_bn features (9,225,984 params,
+    # 2,752 of them conv biases, which conv-BN drops) + a 512x1000 linear; MACs: the features' 7,485,456,384 at 224
+    # px + 512,000 (both counted from torchvision's model with fvcore-equal counters, see test_complexity.py).
+    Published("vgg11_bn_gap", "params", 9_225_984 - 2_752 + 513_000, 0.0, "torchvision vgg11_bn features + linear"),
+    Published("vgg11_bn_gap", "macs", 7_485_456_384 + 512_000, 0.0, "torchvision vgg11_bn features + linear"),
 ]
 # fmt: on
 
@@ -117,7 +122,7 @@ ORIGIN: dict[str, str] = {
     **dict.fromkeys([f"shufflenet_v1_g{g}" for g in (1, 2, 3, 4, 8)], "harness"),
     **dict.fromkeys([f"shufflenet_v1_g3_x{w}" for w in ("0_5", "1_5", "2_0")], "harness"),
     **dict.fromkeys(["resnet50_v1", "nasnet_a_mobile", "scnet50", "darknet19"], "harness"),
-    **dict.fromkeys(["hourglass104", "hourglass_squeeze"], "harness"),
+    **dict.fromkeys(["hourglass104", "hourglass_squeeze", "vgg11_bn_gap"], "harness"),
 }
 
 #: smallest valid input side where 64 is too small (total stride × hourglass depth; SC-Conv's 4x pool).
