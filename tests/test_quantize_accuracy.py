@@ -27,6 +27,7 @@ from harness.data.imagefolder import image_folder_loader
 from harness.errors import HarnessError, SkipCase
 from harness.metrics import accuracy, get_metric, metric_columns
 from harness.zoo.quantize import calibration_batches, output_sqnr_db, quantize_int8
+from tests.models import Branchy
 
 RESOLUTION = 32
 #: Lowest acceptable SQNR (dB) of int8 logits against the fp32 twin's on real digit images, random
@@ -257,18 +258,6 @@ def test_int8_runs_quantized_kernels_and_follows_fp32(data_dir: Path, name: str)
     assert out.dtype == torch.float32 and out.shape == reference.shape
     assert output_sqnr_db(reference, out) > SQNR_FLOOR_DB[name]
     assert quantized.pretrained_cfg == model.pretrained_cfg  # same preprocessing as the twin
-
-
-class Branchy(nn.Module):
-    """A conv whose output decides the control flow: FX cannot trace it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)
-        return y if y.sum() > 0 else -y
 
 
 def test_int8_skips_what_the_backend_cannot_quantize(monkeypatch: pytest.MonkeyPatch) -> None:

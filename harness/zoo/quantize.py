@@ -37,10 +37,11 @@ The quantized model takes and returns fp32 tensors, runs on the CPU only, and ne
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -102,6 +103,36 @@ def rewrite_for_fusion(model: nn.Module) -> nn.Module:
     return model
 
 
+def carry_data_attributes(source: nn.Module, target: nn.Module) -> nn.Module:
+    """Copy onto ``target`` the timm data-config attributes (:data:`TIMM_DATA_ATTRIBUTES`) that ``source`` has, so
+    that ``target`` is fed the same preprocessing; return ``target``."""
+    for attribute in TIMM_DATA_ATTRIBUTES:
+        if hasattr(source, attribute):
+            setattr(target, attribute, getattr(source, attribute))
+    return target
+
+
+def require_engine(backend: str, what: str = "int8") -> None:
+    """Raise SkipCase naming ``what`` when torch has no ``backend`` quantized engine here; return None otherwise."""
+    if backend not in torch.backends.quantized.supported_engines:
+        engines = torch.backends.quantized.supported_engines
+        raise SkipCase(f"{what}: torch has no {backend} quantized engine here (it has {engines})")
+
+
+@contextlib.contextmanager
+def skip_unquantizable(model: nn.Module, what: str) -> Iterator[None]:
+    """Return a context in which torch.ao's deprecation and ``reduce_range`` warnings are silenced (the documented
+    limit, see the module doc) and :data:`QUANTIZE_ERRORS` become SkipCase("``what``: cannot quantize <class of
+    ``model``>: <error>")."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*(deprecated|reduce_range).*")
+        try:
+            yield
+        except QUANTIZE_ERRORS as exc:
+            reason = next(iter(str(exc).strip().splitlines()), "")
+            raise SkipCase(f"{what}: cannot quantize {type(model).__name__}: {type(exc).__name__}: {reason}") from exc
+
+
 def qconfig_mapping(backend: str, observer: str = "minmax") -> QConfigMapping:
     """Return the FX ``QConfigMapping``: the backend's default, with ``observer`` for activations."""
     from torch.ao.quantization import QConfig, get_default_qconfig, get_default_qconfig_mapping
@@ -132,9 +163,7 @@ def quantize_int8(
             f"int8: backend {backend!r} / observer {observer!r}: known backends {sorted(BACKEND_REDUCE_RANGE)}, "
             f"observers {sorted(_observers())}"
         )
-    if backend not in torch.backends.quantized.supported_engines:
-        engines = torch.backends.quantized.supported_engines
-        raise SkipCase(f"int8: torch has no {backend} quantized engine here (it has {engines})")
+    require_engine(backend)
     if not calibration_batches:
         raise HarnessError("int8: no calibration batches")
     if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in model.parameters()):
@@ -142,29 +171,19 @@ def quantize_int8(
     with torch.no_grad():
         model.eval()(calibration_batches[0])  # a model that fails in fp32 fails the case, it is not skipped
     torch.backends.quantized.engine = backend
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*(deprecated|reduce_range).*")
-        try:
-            prepared = prepare_fx(
-                rewrite_for_fusion(copy.deepcopy(model).eval()),
-                qconfig_mapping(backend, observer),
-                example_inputs=(calibration_batches[0],),
-            )
-            with torch.no_grad():
-                for batch in calibration_batches:
-                    prepared(batch)
-            quantized = convert_fx(prepared)
-            with torch.no_grad():
-                quantized(calibration_batches[0])  # an op without an int8 kernel fails here, not in a metric
-        except QUANTIZE_ERRORS as exc:
-            reason = next(iter(str(exc).strip().splitlines()), "")
-            raise SkipCase(
-                f"int8 ({backend}): cannot quantize {type(model).__name__}: {type(exc).__name__}: {reason}"
-            ) from exc
-    for attribute in TIMM_DATA_ATTRIBUTES:
-        if hasattr(model, attribute):
-            setattr(quantized, attribute, getattr(model, attribute))
-    return quantized.eval()
+    with skip_unquantizable(model, f"int8 ({backend})"):
+        prepared = prepare_fx(
+            rewrite_for_fusion(copy.deepcopy(model).eval()),
+            qconfig_mapping(backend, observer),
+            example_inputs=(calibration_batches[0],),
+        )
+        with torch.no_grad():
+            for batch in calibration_batches:
+                prepared(batch)
+        quantized = convert_fx(prepared)
+        with torch.no_grad():
+            quantized(calibration_batches[0])  # an op without an int8 kernel fails here, not in a metric
+    return carry_data_attributes(model, quantized).eval()
 
 
 def check_int8_case(case: Case) -> None:
