@@ -51,7 +51,7 @@ def test_a_unstructured_pruning_halves_nonzero_macs_not_latency(tmp_path):
         matrix:
           model: [resnet18]
           compress: [none, {{magnitude_prune: {{sparsity: 0.5, scope: layer}}}}]
-        metrics: [complexity, compression, {{{LATENCY}}}]
+        metrics: {{complexity: {{}}, compression: {{}}, {LATENCY}}}
         """)
     dense, pruned = rows.loc[("resnet18", "none", "")], rows.loc[("resnet18", "magnitude_prune",
                                                                    "scope=layer, sparsity=0.5")]
@@ -68,7 +68,7 @@ def test_b_channel_pruning_cuts_macs_and_latency(tmp_path):
         matrix:
           model: [resnet18]
           compress: [none, {{channel_prune: {{ratio: 0.5}}}}]
-        metrics: [complexity, compression, {{{LATENCY}}}]
+        metrics: {{complexity: {{}}, compression: {{}}, {LATENCY}}}
         """)
     dense, pruned = rows.loc[("resnet18", "none", "")], rows.loc[("resnet18", "channel_prune", "ratio=0.5")]
     macs_ratio = pruned["macs"] / dense["macs"]
@@ -83,7 +83,7 @@ def test_c_low_rank_saves_less_latency_per_mac_on_mobilenet_v2_than_on_vgg(tmp_p
         matrix:
           model: [vgg11_bn_gap, mobilenetv2_100]
           compress: [none, {{low_rank: {{rank_fraction: 0.25}}}}]
-        metrics: [complexity, compression, {{{LATENCY}}}]
+        metrics: {{complexity: {{}}, compression: {{}}, {LATENCY}}}
         """)
     saved = {}
     for model in ("vgg11_bn_gap", "mobilenetv2_100"):
