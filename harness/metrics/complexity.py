@@ -1012,10 +1012,22 @@ def _method(forward: ComplexityCount, train: ComplexityCount | None) -> str:
     return f"{forward.method}; train {train.method}"
 
 
+def packed_params(model: nn.Module) -> int:
+    """Return the elements of the weights and biases that ``model``'s quantized layers hold packed (their ``weight()``
+    and ``bias()`` are methods, not parameters: ``torch.ao.nn.quantized`` Conv and Linear, fused forms included)."""
+    total = 0
+    for module in model.modules():
+        if callable(getattr(type(module), "weight", None)):
+            bias = module.bias() if callable(getattr(type(module), "bias", None)) else None
+            total += module.weight().numel() + (bias.numel() if bias is not None else 0)
+    return total
+
+
 def param_counts(model: nn.Module) -> dict[str, int]:
-    """Return ``{"params": all parameters, "params_trainable": those requiring grad}`` (element counts)."""
+    """Return ``{"params": all parameters, quantized layers' packed weights and biases included,
+    "params_trainable": the parameters requiring grad}`` (element counts)."""
     params = list(model.parameters())
-    return {"params": sum(p.numel() for p in params),
+    return {"params": sum(p.numel() for p in params) + packed_params(model),
             "params_trainable": sum(p.numel() for p in params if p.requires_grad)}
 
 
@@ -1041,3 +1053,6 @@ def measure(model: nn.Module, inputs: Any, case: Case, options: Options) -> dict
         "train_flops": train.total.flops if train else None,
         "train_mac_bytes": train.total.mac_bytes if train else None,
     }
+
+
+from harness.metrics import complexity_quantized  # noqa: E402, F401  (registers the int8 ops' formulas)
