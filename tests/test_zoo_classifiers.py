@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from functools import cache
-from typing import NamedTuple
 
 import pytest
 import torch
@@ -20,19 +19,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from harness.zoo import create_model, get_entry
+from tests.published import Published
 
 M, G = 1e6, 1e9
 
-
-class Published(NamedTuple):
-    """One published number a model is checked against."""
-
-    name: str
-    quantity: str  # a key of MEASURES
-    value: float
-    tol: float  # relative
-    source: str
-    resolution: int = 224
 
 
 # fmt: off

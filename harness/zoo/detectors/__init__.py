@@ -18,6 +18,7 @@ from harness.zoo.detectors.postprocess import METHODS, Suppression, suppress
 PAPER_NAMES: dict[str, tuple[str, str]] = {
     "yolov3_darknet53": ("YOLOv3", "DarkNet-53"),
     "retinanet_resnet50_fpn": ("RetinaNet", "ResNet-50-FPN"),
+    "retinanet_detnas_300m_fpn": ("RetinaNet", "DetNAS-COCO-RetinaNet-300M"),
     "retinanet_resnext101_fpn": ("RetinaNet", "ResNeXt-101-FPN"),
     "fasterrcnn_resnet50_fpn": ("Faster R-CNN", "ResNet-50-FPN"),
     "ssd300_vgg16": ("SSD300", "VGG-16"),
