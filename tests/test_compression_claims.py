@@ -94,8 +94,12 @@ def test_c_low_rank_saves_less_latency_per_mac_on_mobilenet_v2_than_on_vgg(tmp_p
         saved[model] = (dense["latency_ms_median"] - low["latency_ms_median"]) / (macs_removed / 1e9)
         print(f"(c) {model}: MACs × {low['macs'] / dense['macs']:.3f}, speed-up {low['speedup']:.2f}, "
               f"latency saved per G MACs removed {saved[model]:.2f} ms")
-    assert rows.loc[("vgg11_bn_gap", "low_rank", "rank_fraction=0.25"), "speedup"] > 1.3
-    assert saved["mobilenetv2_100"] < 0.5 * saved["vgg11_bn_gap"]
+    # Judged on the speed-ups, not on the per-GMAC figure printed above: MobileNetV2 loses only 0.2 GMACs, so a 2 ms
+    # drift between two cases on a shared 2-core machine moves its per-GMAC saving by 10 ms (measured: −0.6 in one
+    # run, 12.8 in another, against VGG's 15.9 and 10.7). Its speed-ups were 0.99, 1.15 and 0.98 for 65 % of its
+    # MACs removed; VGG's 3.47, 2.32 and 2.87 for 87.5 %.
+    assert rows.loc[("vgg11_bn_gap", "low_rank", "rank_fraction=0.25"), "speedup"] > 1.5
+    assert rows.loc[("mobilenetv2_100", "low_rank", "rank_fraction=0.25"), "speedup"] < 1.3
 
 
 def test_d_quantization_aware_training_keeps_more_top1_than_post_training_int8(tmp_path):
