@@ -42,11 +42,11 @@ def packed_weight_bias(packed: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
 def _packed_layer_cost(call: OpCall, macs: int, relu: bool) -> OpCost:
     """Return the cost of a quantized conv/linear call with ``macs``: flops 2·macs + bias + fused ReLU per output
     element; reads the input, the weight and the bias, writes the output."""
-    _, bias = packed_weight_bias(call.args[1])
+    weight, bias = packed_weight_bias(call.args[1])
     out = call.output
     flops = 2 * macs + out.numel() * (int(bias is not None) + int(relu))
-    weight_bytes = call.nbytes(list(packed_weight_bias(call.args[1])))
-    return OpCost(macs, flops, call.nbytes(call.args[0]) + weight_bytes, call.written_bytes(), out.numel())
+    read_bytes = call.nbytes(call.args[0]) + call.nbytes([weight, bias])
+    return OpCost(macs, flops, read_bytes, call.written_bytes(), out.numel())
 
 
 @register_formula(*CONV_OPS)
