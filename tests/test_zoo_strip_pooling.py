@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from functools import cache
+from typing import Any
 
 import pytest
 import torch
@@ -65,10 +66,10 @@ NAMES = ("resnet50_spm", "resnet101_spm", "spnet50", "spnet101")
 
 
 @cache
-def meta_model(name: str) -> nn.Module:
-    """Return ``name`` built on the meta device in eval mode (shared by the size checks)."""
+def meta_model(name: str, **kwargs: Any) -> nn.Module:
+    """Return ``name`` (with ``kwargs``) built on the meta device in eval mode (shared by the size checks)."""
     with torch.device("meta"):
-        return create_model(name).eval()
+        return create_model(name, **kwargs).eval()
 
 
 @pytest.fixture
@@ -194,3 +195,10 @@ def test_spm_gates_its_input() -> None:
     assert y.shape == x.shape
     assert torch.all((y / x).clamp(0, 1) == y / x)  # a sigmoid gate in (0, 1) per element
     torch.testing.assert_close(halved, x / 2)  # σ(0) = 1/2
+
+
+def test_strip_pooling_off_is_the_same_network_without_its_spms() -> None:
+    with_spm = meta_model("resnet50_spm")
+    without = meta_model("resnet50_spm", strip_pooling=False)
+    assert _spm_params(without, 0) == 0
+    assert _params(with_spm, 0) - _params(without, 0) == _spm_params(with_spm, 0) == 6_117_056

@@ -125,16 +125,18 @@ class MixedPooling(nn.Module):
         return self.act(x + self.project(torch.cat([short, long], dim=1)))
 
 
-def strip_pooling_resnet(layers: Sequence[int], *, output_stride: int = 32, **kwargs: Any) -> ResNet:
+def strip_pooling_resnet(layers: Sequence[int], *, output_stride: int = 32, strip_pooling: bool = True,
+                         **kwargs: Any) -> ResNet:
     """Return timm's bottleneck ResNet with the authors' deep stem and SPMs where their code puts them.
 
     SPMs sit after the 3×3 conv (its BN and ReLU) of the last block of stages 1-3 and of every block of
-    stage 4. ``output_stride=8`` builds SPNet's dilated backbone, stage 4 with multi-grid dilations 4, 8,
-    16. Other kwargs (``num_classes``, ``in_chans``, ...) go to timm's ``ResNet``.
+    stage 4. ``strip_pooling=False`` builds the same network without them (the ablation's twin).
+    ``output_stride=8`` builds SPNet's dilated backbone, stage 4 with multi-grid dilations 4, 8, 16. Other
+    kwargs (``num_classes``, ``in_chans``, ...) go to timm's ``ResNet``.
     """
     model = ResNet(Bottleneck, tuple(layers), stem_width=64, stem_type="deep", output_stride=output_stride, **kwargs)
     stages = (model.layer1, model.layer2, model.layer3, model.layer4)
-    for i, stage in enumerate(stages):
+    for i, stage in enumerate(stages if strip_pooling else ()):
         for block in stage if i == len(stages) - 1 else stage[-1:]:
             block.aa = StripPooling(block.conv2.out_channels)
     if output_stride == 8:
@@ -182,13 +184,15 @@ class SPNet(nn.Module):
 
 @register_model(source=f"{_SOURCE}: ResNet-50 backbone with 6 SPMs + linear classifier (no published size)")
 def resnet50_spm(num_classes: int = 1000, in_chans: int = 3, **kwargs: Any) -> nn.Module:
-    """Return the SPM ResNet-50 classifier: 29,748,864 backbone parameters (as the authors' code) + linear."""
+    """Return the SPM ResNet-50 classifier: 29,748,864 backbone parameters (as the authors' code) + linear;
+    ``strip_pooling=False``: the same network without its SPMs."""
     return strip_pooling_resnet(RESNET50_LAYERS, num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
 @register_model(source=f"{_SOURCE}: ResNet-101 backbone with 6 SPMs + linear classifier (no published size)")
 def resnet101_spm(num_classes: int = 1000, in_chans: int = 3, **kwargs: Any) -> nn.Module:
-    """Return the SPM ResNet-101 classifier: 48,740,992 backbone parameters (as the authors' code) + linear."""
+    """Return the SPM ResNet-101 classifier: 48,740,992 backbone parameters (as the authors' code) + linear;
+    ``strip_pooling=False``: the same network without its SPMs."""
     return strip_pooling_resnet(RESNET101_LAYERS, num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
