@@ -167,6 +167,16 @@ class Case:
         return d
 
 
+def matches(point: dict[str, Any], rule: dict[str, Any]) -> bool:
+    """Return True when every key of ``rule`` matches ``point`` (a case as :meth:`Case.to_dict`; a list in the
+    rule means any of)."""
+    for key, wanted in rule.items():
+        options = wanted if isinstance(wanted, list) else [wanted]
+        if point.get(key) not in options:
+            return False
+    return True
+
+
 #: Store column type of every Case field (see harness.store.ARROW_TYPES).
 CASE_COLUMNS: dict[str, str] = {
     "model": "string",

@@ -116,6 +116,8 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
             out.print(f"{suite.name}{f' shard {shard}' if shard else ''}: {summary.describe()} in "
                       f"{summary.wall_s:.1f} s → {escape(str(summary.results_dir))} (run {summary.run_id})",
                       highlight=False, soft_wrap=True)
+            if suite.claim_pairs:
+                _print_claims(out, suite.name, summary.results_dir, summary.run_id)
             if summary.interrupted:
                 return EXIT_INTERRUPTED
             if summary.failed:
@@ -130,6 +132,17 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         page = render_report(args.results, args.report)
         out.print(f"report: {escape(str(page))}", highlight=False, soft_wrap=True)
     return status
+
+
+def _print_claims(out: Console, suite: str, results_dir: Path, run_id: str) -> None:
+    """Print the suite's claims judged on the records of run ``run_id`` (:func:`harness.claims.summary_lines`)."""
+    from harness.claims import claim_rows, summary_lines
+    from harness.report.tables import latest_per_case
+    from harness.store import ResultStore
+
+    records = ResultStore(results_dir).read(suite=suite, run_id=run_id)
+    for line in summary_lines(claim_rows(latest_per_case(records))):
+        out.print(f"{suite}: {escape(line)}", highlight=False, soft_wrap=True)
 
 
 def cmd_report(args: argparse.Namespace, out: Console, err: Console) -> int:

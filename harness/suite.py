@@ -27,6 +27,12 @@ A suite file has these top-level keys (all but ``matrix`` optional)::
         source: He et al. 2016, Table 1
         convention: macs = multiply-accumulates
         values: {params: 11.7e6, macs: 1.8e9}
+    claims:                     # "candidate / baseline within bounds", judged in the report (harness.claims)
+      - claim: Res2Net-50 costs ResNet-50's MACs yet runs slower
+        source: our notes
+        candidate: {model: res2net50_26w_4s}
+        baseline: {model: resnet50}           # the candidate with these fields replaced; must be a suite case
+        ratios: {macs: {min: 0.95, max: 1.05}, latency_ms_median: {min: 1.0}, params: {}}
 
 Every problem is reported as ``FILE:LINE: where: what was expected``; nothing runs when there is one.
 """
@@ -41,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, create_model, model_validator
 
 from harness.case import (
     BOX_LOSSES,
@@ -56,6 +62,7 @@ from harness.case import (
     PRECISION_MODES,
     QUANT,
     Case,
+    matches,
 )
 from harness.errors import HarnessError
 from harness.yaml_lines import LoadedYaml, YamlSyntaxError, load_yaml_with_lines
@@ -105,6 +112,9 @@ Matrix = create_model(  # axis -> non-empty list of values
 CaseFilter = create_model(  # exclude / published match: axis -> value or list of values (any of)
     "CaseFilter", __config__=_FORBID, **{k: (t | list[t] | None, None) for k, t in AXIS_TYPES.items()}
 )
+CaseValues = create_model(  # a claim's baseline: axis -> one value
+    "CaseValues", __config__=_FORBID, **{k: (t | None, None) for k, t in AXIS_TYPES.items()}
+)
 
 
 class Published(BaseModel):
@@ -118,6 +128,33 @@ class Published(BaseModel):
     #: shown beside ours for reference, without a Δ.
     comparable: bool = True
     values: dict[str, float] = Field(min_length=1)
+
+
+class RatioBounds(BaseModel):
+    """The range a claim expects a ratio in (inclusive); neither bound: the ratio is reported, not judged."""
+
+    model_config = _FORBID
+    min: Annotated[float, Field(gt=0)] | None = None
+    max: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RatioBounds:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min:g}) is above max ({self.max:g})")
+        return self
+
+
+class Claim(BaseModel):
+    """A claim judged on the suite's records (:mod:`harness.claims`): for each case matching ``candidate``, the
+    ratio candidate / baseline of each metric in ``ratios`` lies within its bounds; the baseline case is the
+    candidate with the ``baseline`` fields replaced."""
+
+    model_config = _FORBID
+    claim: str = Field(min_length=1)
+    source: str = ""
+    candidate: CaseFilter  # type: ignore[valid-type]
+    baseline: CaseValues  # type: ignore[valid-type]
+    ratios: dict[str, RatioBounds] = Field(min_length=1)
 
 
 class TimeoutRule(BaseModel):
@@ -151,6 +188,7 @@ class SuiteFile(BaseModel):
     timeouts: list[TimeoutRule] = Field(default_factory=list)
     oom_min_batch: PositiveInt | None = 1
     published: list[Published] = Field(default_factory=list)
+    claims: list[Claim] = Field(default_factory=list)
     repeats: Repeats | None = None
     baseline: CaseSpec | None = None  # type: ignore[valid-type]
     alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
@@ -203,6 +241,8 @@ class Suite:
     baseline: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: significance level of the t-tests against the baseline row.
     alpha: float = 0.05
+    #: candidate case_id -> its claims, each paired with its baseline case (:func:`harness.claims.pair_claims`).
+    claim_pairs: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
 
     def metrics_for(self, case: Case) -> dict[str, BaseModel]:
         """Return the metrics (name -> options) taken for ``case``: those whose ``where`` it matches (only the
@@ -210,13 +250,13 @@ class Suite:
         point = case.to_dict()
         repeated = case.seed in self.repeat_seeds[1:]
         return {n: o for n, o in self.metrics.items()
-                if _matches(point, self.metric_where.get(n, {})) and (not repeated or n in self.seeded_metrics)}
+                if matches(point, self.metric_where.get(n, {})) and (not repeated or n in self.seeded_metrics)}
 
     def timeout_for(self, case: Case) -> float:
         """Return the seconds ``case`` may run before it is killed: its first matching ``timeouts`` rule's, else
         the suite's ``timeout_s``."""
         point = case.to_dict()
-        return next((seconds for rule, seconds in self.timeouts if _matches(point, rule)), self.timeout_s)
+        return next((seconds for rule, seconds in self.timeouts if matches(point, rule)), self.timeout_s)
 
     def with_metrics(self, names: Iterable[str]) -> Suite:
         """Return this suite taking only the metric families ``names`` (each must be in the suite)."""
@@ -232,11 +272,15 @@ class Suite:
         """Return the published entries matching ``case`` as ``{metric, value, source, convention, comparable}``."""
         out = []
         for entry in self.published:
-            if _matches(case.to_dict(), entry.match.model_dump(exclude_none=True)):
+            if matches(case.to_dict(), entry.match.model_dump(exclude_none=True)):
                 for metric, value in entry.values.items():
                     out.append({"metric": metric, "value": value, "source": entry.source,
                                 "convention": entry.convention, "comparable": entry.comparable})
         return out
+
+    def claims_for(self, case: Case) -> list[dict[str, Any]]:
+        """Return the claims ``case`` is the candidate of, each with its baseline case's id and label."""
+        return self.claim_pairs.get(case.case_id, [])
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -277,7 +321,7 @@ def parse_suite(text: str, file: str = "<suite>", default_name: str = "suite") -
     if not problems and not any(c.model for c in cases):
         problems.append(SuiteProblem(file, 1, "matrix.model", "no model given"))
     baseline = spec.baseline.model_dump(exclude_none=True) if spec.baseline is not None else {}
-    if not problems and baseline and not any(_matches(c.to_dict(), baseline) for c in cases):
+    if not problems and baseline and not any(matches(c.to_dict(), baseline) for c in cases):
         problems.append(SuiteProblem(file, loaded.line_of(("baseline",)), "baseline",
                                      f"no case has {_fields_text(baseline)}: the baseline row must be one of the "
                                      "suite's cases"))
@@ -286,8 +330,11 @@ def parse_suite(text: str, file: str = "<suite>", default_name: str = "suite") -
     repeat_seeds = tuple(spec.repeats.seeds) if spec.repeats else ()
     if spec.repeats is not None:
         only = spec.repeats.where.model_dump(exclude_none=True) if spec.repeats.where is not None else {}
-        cases = repeat_over_seeds(cases, repeat_seeds, lambda c: _matches(c.to_dict(), only) and any(
-            _matches(c.to_dict(), metric_where.get(n, {})) for n in seeded))
+        cases = repeat_over_seeds(cases, repeat_seeds, lambda c: matches(c.to_dict(), only) and any(
+            matches(c.to_dict(), metric_where.get(n, {})) for n in seeded))
+    claim_pairs = _pair_claims(spec, cases, file, loaded, problems)  # after the repeats: a pair per seed
+    if problems:
+        raise SuiteError(sorted(problems, key=lambda p: p.line))
     return Suite(
         name=spec.name or default_name,
         path=file,
@@ -303,6 +350,7 @@ def parse_suite(text: str, file: str = "<suite>", default_name: str = "suite") -
         seeded_metrics=seeded,
         baseline=baseline,
         alpha=spec.alpha,
+        claim_pairs=claim_pairs,
     )
 
 
@@ -376,7 +424,7 @@ def expand(spec: SuiteFile, axis_order: Iterable[str] = ()) -> tuple[Case, ...]:
     points: list[dict[str, Any]] = []
     for combo in itertools.product(*axes.values()):
         point = _split_compress(base | dict(zip(axes, combo, strict=True)))
-        if not any(_matches(point, rule) for rule in rules):
+        if not any(matches(point, rule) for rule in rules):
             points.append(point)
     points += [_split_compress(base | inc.model_dump(exclude_none=True)) for inc in spec.include]
     unique: dict[str, Case] = {}
@@ -449,15 +497,6 @@ def _check_compress(spec: SuiteFile, file: str, loaded: LoadedYaml) -> list[Suit
                     message = f"unknown option {name!r}{_suggest(name, known)}; it takes: {', '.join(known)}"
                 problems.append(dataclasses.replace(problem, message=f"compress {method}: {message}"))
     return problems
-
-
-def _matches(point: dict[str, Any], rule: dict[str, Any]) -> bool:
-    """Return True when every key of ``rule`` matches ``point`` (a list in the rule means any of)."""
-    for key, wanted in rule.items():
-        options = wanted if isinstance(wanted, list) else [wanted]
-        if point.get(key) not in options:
-            return False
-    return True
 
 
 def _validate_metrics(
@@ -533,23 +572,29 @@ def _check_models(spec: SuiteFile, file: str, loaded: LoadedYaml) -> list[SuiteP
 
 
 def _check_published(spec: SuiteFile, file: str, loaded: LoadedYaml) -> list[SuiteProblem]:
+    """Return the unknown metric columns named by ``published`` values and claims' ``ratios``."""
     from harness.metrics import metric_columns
 
     columns = metric_columns()
-    problems = []
-    for i, entry in enumerate(spec.published):
-        for metric in entry.values:
-            if metric not in columns:
-                path = ("published", i, "values", metric)
-                problems.append(
-                    SuiteProblem(
-                        file,
-                        loaded.line_of(path),
-                        _dotted(path),
-                        f"unknown metric column {metric!r}{_suggest(metric, list(columns))}",
-                    )
-                )
-    return problems
+    named = [(("published", i, "values", m), m) for i, entry in enumerate(spec.published) for m in entry.values]
+    named += [(("claims", i, "ratios", m), m) for i, claim in enumerate(spec.claims) for m in claim.ratios]
+    return [SuiteProblem(file, loaded.line_of(path), _dotted(path),
+                         f"unknown metric column {metric!r}{_suggest(metric, list(columns))}")
+            for path, metric in named if metric not in columns]
+
+
+def _pair_claims(spec: SuiteFile, cases: tuple[Case, ...], file: str, loaded: LoadedYaml,
+                 problems: list[SuiteProblem]) -> dict[str, list[dict[str, Any]]]:
+    """Return the claims' pairs of cases (:func:`harness.claims.pair_claims`), adding its problems to ``problems``."""
+    from harness.claims import pair_claims
+
+    claims = [{**c.model_dump(exclude_none=True), "candidate": c.candidate.model_dump(exclude_none=True),
+               "baseline": c.baseline.model_dump(exclude_none=True),
+               "ratios": {m: b.model_dump(exclude_none=True) for m, b in c.ratios.items()}} for c in spec.claims]
+    pairs, found = pair_claims(claims, cases)
+    problems += [SuiteProblem(file, loaded.line_of(("claims", p.index, p.key)), _dotted(("claims", p.index, p.key)),
+                              p.message) for p in found]
+    return pairs
 
 
 _EXPECTED = {
@@ -596,8 +641,11 @@ def _is_union_branch(part: Any) -> bool:
 def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
     if not parent:
         return list(SuiteFile.model_fields)
-    if parent[0] in {"defaults", "matrix", "include", "exclude"} or parent[-1:] in {("match",), ("where",)}:
+    if parent[0] in {"defaults", "matrix", "include", "exclude"} or parent[-1:] in {
+            ("match",), ("where",), ("candidate",), ("baseline",)}:
         return list(AXIS_TYPES)
+    if parent[0] == "claims":
+        return list(RatioBounds.model_fields) if "ratios" in parent else list(Claim.model_fields)
     if parent[0] == "published":
         return list(Published.model_fields)
     if parent[0] == "baseline":

@@ -859,4 +859,12 @@ def box_simulation_table(records: pd.DataFrame) -> ViewTable | None:
     return ViewTable("Box-regression simulation (Zheng et al. 2020)", headers, rows, caption)
 
 
-SUITE_VIEWS = (*SUITE_VIEWS, box_simulation_table)
+def claims_table(records: pd.DataFrame) -> ViewTable | None:
+    """Return the suite's claims judged on its records (:func:`harness.report.claims.claims_view`); None when
+    the suite states no claim."""
+    from harness.report.claims import claims_view
+
+    return claims_view(records)
+
+
+SUITE_VIEWS = (claims_table, *SUITE_VIEWS, box_simulation_table)

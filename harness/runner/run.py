@@ -27,6 +27,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from harness.case import CASE_COLUMNS, Case
+from harness.claims import claims_json
 from harness.env import ENV_COLUMNS
 from harness.metrics import metric_columns
 from harness.runner.executors import Executor, LocalExecutor
@@ -49,6 +50,7 @@ RUN_COLUMNS: dict[str, str] = {
     "deterministic": "bool",  # the seeded metrics ran with torch's deterministic algorithms, exactly repeatable
     "baseline_json": "string",  # the suite's baseline fields (JSON), e.g. {"norm": "bn"}; empty: none
     "alpha": "float64",  # the suite's significance level for the t-tests against the baseline
+    "claims_json": "string",  # the claims this case is the candidate of, with their baseline case (harness.claims)
 }
 
 
@@ -121,6 +123,7 @@ def build_record(
         "metrics_taken": ",".join(metrics),
         "protocol_json": json.dumps({k: v.model_dump() for k, v in metrics.items()}, sort_keys=True),
         "published_json": json.dumps(suite.published_for(case)),
+        "claims_json": claims_json(suite.claims_for(case)),
         "failure_class": (outcome.get("failure_class") or "exception") if failed else None,
         "batch_used": outcome.get("batch_used", case.batch),
         "oom_retries": outcome.get("oom_retries", 0),
@@ -236,7 +239,7 @@ def run_suite(
         done = compact_run(store.run_dir(suite.name, summary.run_id))
         if done.path is not None:
             console.print(f"{suite.name}: {done.records} record(s) of run {summary.run_id} compacted into "
-                          f"{done.path.name}")
+                          f"{done.path.name}", highlight=False, soft_wrap=True)
     return summary
 
 
