@@ -13,7 +13,12 @@ compute COCOeval's 12 summary stats. Not a metric family: the detection metric a
   none (both evaluators; pycocotools' ``loadRes`` crashes on an empty list, so this module builds the empty
   results itself).
 - **Checks**: the annotations and detections are read and checked by :mod:`harness.data.coco_json`
-  (HarnessError naming the file and the first bad entry).
+  (HarnessError naming the file and the first bad entry), which normalises their ids (``1.0`` is ``1``).
+- **Ids**: both evaluators get the same inputs from :func:`evaluation_inputs`: image and category ids replaced by
+  their rank 1…N in sorted order (COCOeval's own order, so the numbers are those of pycocotools run on the file;
+  faster-coco-eval takes integer ids only), annotation ids by 1…N in file order (COCOeval marks a matched
+  detection with its annotation's id, 0 meaning unmatched: pycocotools run directly miscounts an annotation with
+  id 0).
 """
 
 from __future__ import annotations
@@ -84,6 +89,24 @@ def _coco(coco_class: type, dataset: dict[str, Any]) -> Any:
     return coco
 
 
+def evaluation_inputs(instances: dict[str, Any],
+                      results: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Return new copies of ``instances`` and ``results`` (as :mod:`harness.data.coco_json` reads them) with the
+    integer ids both evaluators are given (see the module doc); COCOeval marks the dicts it reads, so the caller's
+    are left alone."""
+    image = {old: new for new, old in enumerate(sorted(entry["id"] for entry in instances["images"]), 1)}
+    category = {old: new for new, old in enumerate(sorted(entry["id"] for entry in instances["categories"]), 1)}
+    truth = instances | {
+        "images": [entry | {"id": image[entry["id"]]} for entry in instances["images"]],
+        "categories": [entry | {"id": category[entry["id"]]} for entry in instances["categories"]],
+        "annotations": [entry | {"id": n, "image_id": image[entry["image_id"]],
+                                 "category_id": category[entry["category_id"]]}
+                        for n, entry in enumerate(instances["annotations"], 1)]}
+    found = [entry | {"image_id": image[entry["image_id"]], "category_id": category[entry["category_id"]]}
+             for entry in results]
+    return truth, found
+
+
 def evaluate(annotations: str | Path | dict[str, Any], detections: str | Path | Sequence[dict[str, Any]],
              evaluator: str = "faster") -> dict[str, float]:
     """Return COCOeval's 12 bbox stats ``{name: value}`` in :data:`STAT_NAMES` order: AP/AR as fractions 0…1,
@@ -95,17 +118,16 @@ def evaluate(annotations: str | Path | dict[str, Any], detections: str | Path | 
     if evaluator not in EVALUATORS:
         raise HarnessError(f"unknown COCO evaluator {evaluator!r}; known: {', '.join(EVALUATORS)}")
     instances = read_instances(annotations)
-    results = read_detections(detections, instances)
+    truth_data, results = evaluation_inputs(instances, read_detections(detections, instances))
     try:
         coco_class, cocoeval_class = EVALUATORS[evaluator].classes()
     except ImportError as exc:
         raise HarnessError(f"the {evaluator} COCO evaluator is not installed ({exc}): "
                            f"pip install {EVALUATORS[evaluator].package}") from None
     with contextlib.redirect_stdout(io.StringIO()):
-        # COCOeval marks the annotations it reads (``ignore``): give it copies, not the caller's dicts
-        truth = _coco(coco_class, instances | {"annotations": [dict(a) for a in instances["annotations"]]})
+        truth = _coco(coco_class, truth_data)
         found = (truth.loadRes(results) if results else
-                 _coco(coco_class, {"images": instances["images"], "categories": instances["categories"],
+                 _coco(coco_class, {"images": truth_data["images"], "categories": truth_data["categories"],
                                     "annotations": []}))
         cocoeval = cocoeval_class(truth, found, "bbox")
         cocoeval.evaluate()
@@ -121,13 +143,13 @@ def summary_lines(stats: dict[str, float]) -> list[str]:
             f"= {stats[name]:0.3f}" for name, (kind, iou, area, max_dets) in STATS.items()]
 
 
-def detections_to_coco(image_id: int, boxes_px: Any, scores: Any, labels: Any,
-                       category_ids: Sequence[int]) -> list[dict[str, Any]]:
+def detections_to_coco(image_id: int | str, boxes_px: Any, scores: Any, labels: Any,
+                       category_ids: Sequence[int | str]) -> list[dict[str, Any]]:
     """Return one image's detections as COCO results ``{image_id, category_id, bbox: [x, y, w, h] px, score}``.
 
-    ``boxes_px``: (N, 4) x1, y1, x2, y2 in pixels; ``scores``: (N,); ``labels``: (N,) 0-based class indices,
-    mapped to COCO category ids through ``category_ids`` (index -> id). Anything ``numpy.asarray`` takes:
-    numpy arrays, lists, CPU torch tensors.
+    ``image_id``: the image's COCO id (an integer, or a string id as it is); ``boxes_px``: (N, 4) x1, y1, x2, y2
+    in pixels; ``scores``: (N,); ``labels``: (N,) 0-based class indices, mapped to COCO category ids through
+    ``category_ids`` (index -> id). Anything ``numpy.asarray`` takes: numpy arrays, lists, CPU torch tensors.
     """
     boxes, scores, labels = np.asarray(boxes_px, dtype=np.float64), np.asarray(scores), np.asarray(labels)
     n = len(scores)
@@ -139,5 +161,6 @@ def detections_to_coco(image_id: int, boxes_px: Any, scores: Any, labels: Any,
                            f"got {labels.dtype} values {labels.min()}…{labels.max()}")
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).tolist()
     categories = np.asarray(category_ids)[labels].tolist()
-    return [{"image_id": int(image_id), "category_id": category, "bbox": bbox, "score": score}
+    image_id = image_id if isinstance(image_id, str) else int(image_id)
+    return [{"image_id": image_id, "category_id": category, "bbox": bbox, "score": score}
             for category, bbox, score in zip(categories, xywh, scores.astype(np.float64).tolist(), strict=True)]
