@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from harness.metrics.complexity import OpCall, OpCost, _conv_macs, max_pool_formula, register_formula
+from harness.metrics.formulas import OpCall, OpCost, _conv_macs, max_pool_formula, register_formula
 
 quantized = torch.ops.quantized
 aten = torch.ops.aten
