@@ -3,7 +3,7 @@ seeded metrics (those that train or score seeded random weights).
 
 - :func:`seed_everything` seeds Python's ``random``, numpy's global generator and torch (CPU and every CUDA
   device), so the weights' initialisation, dropout and anything drawn from the global generators repeat; the
-  training's data order has its own generator seeded from the same seed (:func:`harness.train.batch_indices`).
+  training's data order has its own generator seeded from the same seed (:func:`harness.metrics.train.batch_indices`).
 - :func:`deterministic_algorithms` turns on ``torch.use_deterministic_algorithms`` (``warn_only``: an op without
   a deterministic kernel warns instead of failing the case), cuDNN's deterministic mode without autotuning, and
   restores the previous settings after. It yields whether the result is exact on this device: always on the CPU;

@@ -61,5 +61,5 @@ def test_a_timed_out_group_leaves_no_process_behind(write_suite, tmp_path):
         """)
     assert frame.iloc[0]["error"].startswith("Timeout: the case ran longer than 10 s")
     time.sleep(1)
-    left = subprocess.run(["pgrep", "-f", "harness.runner.torchrun"], capture_output=True, text=True)
+    left = subprocess.run(["pgrep", "-f", "harness.runner.rank"], capture_output=True, text=True)
     assert left.stdout.strip() == "", f"torchrun processes left behind: {left.stdout}"

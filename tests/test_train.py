@@ -8,10 +8,9 @@ import math
 import pytest
 import torch
 
-from harness import train
 from harness.case import Case
-from harness.metrics import accuracy
-from harness.train import Schedule, batch_indices
+from harness.metrics import accuracy, classifier_training, train
+from harness.metrics.train import Schedule, batch_indices
 from harness.zoo.build import build_inputs, build_model
 
 
@@ -68,7 +67,7 @@ def test_switchable_norm_batch_average_is_recomputed_after_training():
 def test_an_int8_model_cannot_train():
     case = Case("tiny_cnn", quant="int8")
     with pytest.raises(Exception, match="int8-quantized model cannot train"):
-        accuracy.train(torch.nn.Identity(), torch.zeros(1), case, accuracy.Options(train_images=8))
+        classifier_training.train(torch.nn.Identity(), torch.zeros(1), case, accuracy.Options(train_images=8))
 
 
 def test_a_training_split_in_two_step_ranges_is_the_same_training():

@@ -17,7 +17,7 @@ Protocol (recorded with every result):
 
 - **Training** (``train_images`` > 0): before it is scored, the model is trained from its seeded random
   (or loaded) weights on the ``train_split`` of the same folder, ``batch`` images per process per step,
-  by the protocol of :mod:`harness.train` (fixed images seen, SGD, linear-scaled learning rate with
+  by the protocol of :mod:`harness.metrics.train` (fixed images seen, SGD, linear-scaled learning rate with
   warm-up and cosine decay, fixed seed); in a torch.distributed group every process trains on its slice
   of each global batch through DistributedDataParallel (so ``syncbn`` layers see the global batch).
   An ``int8`` case trains its fp32 twin (the same case at ``quant: none`` and the same seed, so the very weights
@@ -25,7 +25,7 @@ Protocol (recorded with every result):
   :mod:`harness.zoo.quantize`) and scores it: post-training quantization of a trained model, whose accuracy is
   comparable seed by seed with the fp32 case's.
   A compressed case (``compress`` not ``none``) trains its dense twin's weights (the same seed) and is compressed
-  part-way through the same schedule, then fine-tuned for the rest (:mod:`harness.train_compressed`), so it is
+  part-way through the same schedule, then fine-tuned for the rest (:mod:`harness.metrics.train_compressed`), so it is
   comparable seed by seed with the dense case's; its ``compress_*`` columns describe the trained compression.
 
 ``acc_top1`` / ``acc_top5``: fraction of the images (0…1); ``acc_images``: images scored;
@@ -35,37 +35,34 @@ A randomly initialised model scores near chance (1 / classes).
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 from pydantic import Field
 
 from harness.case import Case
-from harness.data.digits import digits_root
 from harness.data.imagefolder import image_folder_loader
 from harness.errors import HarnessError
-from harness.train import TrainingOptions, load_tensors, recompute_batch_averages, train_classifier
+from harness.metrics.classifier_training import (
+    ClassifierTrainingOptions,
+    case_memory_format,
+    dataset_root,
+    train,
+    trained_int8,
+)
 from harness.zoo.compress import INFO_COLUMN_TYPES
 
 NAME = "accuracy"
 #: Its values depend on the case's seed (weights, training order): a suite's `repeats` takes it at every seed.
 SEEDED = True
 TOP_K = (1, 5)
-#: Datasets known by name (name -> function returning its root folder); any other name is a path.
-DATASETS: dict[str, Callable[[], Path]] = {"digits": digits_root}
 
 
-class Options(TrainingOptions):
+class Options(ClassifierTrainingOptions):
     """Options of the accuracy protocol (and of the training before it); every one is recorded with the result."""
 
-    dataset: str = "digits"
     split: str = "test"
     limit: int = Field(512, ge=1)
-    batch_size: int = Field(64, ge=1)
-    batch_average_batches: int = Field(50, ge=1)
 
 
 COLUMNS: dict[str, str] = {
@@ -80,12 +77,6 @@ COLUMNS: dict[str, str] = {
     "acc_batch_average_batches": "int64",
     "acc_compress_step": "int64",
 } | INFO_COLUMN_TYPES
-
-
-def dataset_root(dataset: str) -> Path:
-    """Return the root folder of ``dataset``: a name of ``DATASETS`` (written if needed) or a path."""
-    find = DATASETS.get(dataset)
-    return find() if find is not None else Path(dataset).expanduser()
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
@@ -103,50 +94,11 @@ def _check_logits(logits: Any, classes: int) -> torch.Tensor:
     return logits.float()
 
 
-def training_tensors(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: Options
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return the training split's images (preprocessed for ``model`` at the case's resolution, on the device, in
-    the dtype and memory format of ``inputs``) and labels, in order."""
-    loader = image_folder_loader(dataset_root(options.dataset) / options.train_split, model, case.resolution,
-                                 case.channels, batch_size=options.batch_size)
-    images, labels = load_tensors(loader)
-    images = images.to(device=inputs.device, dtype=inputs.dtype, memory_format=_memory_format(case))
-    return images, labels.to(inputs.device)
-
-
-def train(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: Options) -> dict[str, Any]:
-    """Train ``model`` in place on the training split (see module doc); return the ``acc_train_*`` columns."""
-    if case.quant != "none":
-        raise HarnessError("accuracy: an int8-quantized model cannot train; train its fp32 twin (trained_int8)")
-    images, labels = training_tensors(model, inputs, case, options)
-    schedule = options.schedule(case.batch, case.world_size, case.seed)
-    done = train_classifier(model, images, labels, schedule)
-    averaged = recompute_batch_averages(model, images, case.batch, options.batch_average_batches)
-    return {f"acc_{k}": v for k, v in done.items()} | {"acc_batch_average_batches": averaged}
-
-
-def trained_int8(inputs: torch.Tensor, case: Case, options: Options) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Return the int8 model of an int8 ``case`` after training: its fp32 twin (``quant: none``, same seed: the
-    same initial weights and data order as the fp32 case) built, trained and then quantized, calibrated on real
-    images; and the ``acc_train_*`` columns of that training."""
-    from harness.zoo.build import build_model
-    from harness.zoo.quantize import calibration_batches, quantize_int8
-
-    twin = dataclasses.replace(case, quant="none")
-    model = build_model(twin)
-    trained = train(model, inputs, twin, options)
-    return quantize_int8(model, calibration_batches(case, model)), trained
-
-
-def _memory_format(case: Case) -> torch.memory_format:
-    return torch.channels_last if case.channels_last else torch.contiguous_format
-
-
 def measure(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: Options) -> dict[str, Any]:
     """Return top-1 and top-5 accuracy (fractions, 0…1), the number of images and the dataset/split, after
     the short training when ``train_images`` > 0."""
     if options.train_images and case.compress != "none":
-        from harness.train_compressed import trained_compressed
+        from harness.metrics.train_compressed import trained_compressed
 
         model, trained = trained_compressed(inputs, case, options)
     elif options.train_images and case.quant != "none":
@@ -164,7 +116,7 @@ def measure(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: O
         limit=options.limit,
     )
     classes = len(loader.dataset.dataset.classes)
-    memory_format = _memory_format(case)
+    memory_format = case_memory_format(case)
     correct = dict.fromkeys(TOP_K, 0)
     images = 0
     with torch.inference_mode():

@@ -20,7 +20,7 @@ Protocol (recorded with every result):
   nothing worth recording). The suppression's ``score_threshold`` and
   ``max_detections`` are recorded (and may be overridden here; COCO's protocol uses 100 detections).
 - **Training** (``train_images`` > 0): before timing and scoring, the detector is trained from its seeded
-  random (or loaded) weights on ``train_split`` by :mod:`harness.train_detector`.
+  random (or loaded) weights on ``train_split`` by :mod:`harness.metrics.train_detector`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from harness.errors import HarnessError, SkipCase
 from harness.metrics import latency as latency_metric
 from harness.metrics.coco import STAT_NAMES, detections_to_coco, evaluate
 from harness.metrics.latency import Options as LatencyOptions
-from harness.train import TrainingOptions
+from harness.metrics.train import TrainingOptions
 
 NAME = "detection"
 #: Its values depend on the case's seed (weights, training order): a suite's `repeats` takes it at every seed.
@@ -140,7 +140,7 @@ def _loaded(dataset: Any, count: int) -> tuple[list[torch.Tensor], list[Any]]:
 def train(model: Any, case: Case, options: Options) -> dict[str, Any]:
     """Train the detector in place on the training split; return the ``det_train_*`` columns."""
     from harness.data.coco import CocoDetection
-    from harness.train_detector import train_detector
+    from harness.metrics.train_detector import train_detector
 
     dataset = CocoDetection(*dataset_paths(options, options.train_split))
     images, targets = _loaded(dataset, len(dataset))

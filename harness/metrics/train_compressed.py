@@ -1,6 +1,6 @@
 """The short training of a compressed case before its accuracy is taken: dense training, compression, fine-tuning.
 
-Protocol (the accuracy metric's training, :mod:`harness.train`, split in two at a fixed step):
+Protocol (the accuracy metric's training, :mod:`harness.metrics.train`, split in two at a fixed step):
 
 - the case's dense twin (``compress: none``, the same seed: the same initial weights as the dense case) is built;
 - it trains for the first ``S = round((1 − finetune_fraction) × steps)`` steps of the case's schedule, minimising
@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from harness.case import Case
-from harness.train import cross_entropy, loss_summary, recompute_batch_averages, run_steps
+from harness.metrics.classifier_training import ClassifierTrainingOptions, train, training_tensors
+from harness.metrics.train import cross_entropy, loss_summary, recompute_batch_averages, run_steps
 from harness.zoo.compress import (
     CompressContext,
     Compressed,
@@ -35,9 +36,6 @@ from harness.zoo.compress import (
     info_columns,
     method_options,
 )
-
-if TYPE_CHECKING:
-    from harness.metrics.accuracy import Options
 
 #: Real training images handed to a method's observers (quantization-aware training's calibration): batches × size.
 CALIBRATION_BATCHES = 8
@@ -49,10 +47,10 @@ def compress_step(steps: int, finetune_fraction: float) -> int:
     return round((1.0 - finetune_fraction) * steps)
 
 
-def trained_compressed(inputs: torch.Tensor, case: Case, options: Options) -> tuple[nn.Module, dict[str, Any]]:
+def trained_compressed(inputs: torch.Tensor, case: Case,
+                       options: ClassifierTrainingOptions) -> tuple[nn.Module, dict[str, Any]]:
     """Return the compressed ``case``'s model after the protocol above and its columns: ``acc_train_*`` (over both
     phases), ``acc_compress_step`` and the compression's info columns (``compress_*``)."""
-    from harness.metrics.accuracy import train, training_tensors
     from harness.zoo.build import build_model
 
     method = get_method(case.compress)

@@ -5,9 +5,9 @@ Protocol (the detection metric records every setting):
 - **Data**: the images and non-crowd boxes of the training split (:class:`harness.data.coco.CocoDetection`),
   held in memory as uint8; no augmentation. Each step pre-processes its images with the detector's own
   :meth:`~harness.zoo.detectors.base.Detector.preprocess` and scales the boxes the same way.
-- **Schedule**: :class:`harness.train.Schedule` — a fixed number of images seen whatever the batch size,
+- **Schedule**: :class:`harness.metrics.train.Schedule` — a fixed number of images seen whatever the batch size,
   the learning rate scaled by global batch / ``lr_reference_batch`` with linear warm-up and cosine decay,
-  seeded per-epoch permutations (:func:`harness.train.batch_indices`).
+  seeded per-epoch permutations (:func:`harness.metrics.train.batch_indices`).
 - **Step**: forward in training mode, the detector's :meth:`~harness.zoo.detectors.base.Detector.loss`
   (the sum of its terms), backward, gradient norm clipped to ``clip_grad_norm``, then Adam (as CenterNet and
   CornerNet train) or SGD with momentum; weight decay on every parameter.
@@ -23,7 +23,7 @@ import torch
 
 from harness.data.targets import Target
 from harness.distributed import for_training
-from harness.train import Schedule, batch_indices, loss_summary
+from harness.metrics.train import Schedule, batch_indices, loss_summary
 from harness.zoo.detectors.base import Detector
 
 #: Optimisers by name: (parameters, schedule) -> optimiser.

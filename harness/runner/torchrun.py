@@ -1,9 +1,9 @@
 """Cases that run in a torch.distributed group: launched by the worker through torchrun.
 
 A case with ``world_size`` > 1, or with norm ``syncbn`` (which needs a process group even of one), is
-run by ``torchrun --standalone --nproc-per-node WORLD_SIZE -m harness.runner.torchrun TASK OUT``: each
-process joins the group (NCCL on CUDA, one GPU per process; gloo on the CPU), runs the case with
-:func:`harness.runner.worker.execute_case` and writes its outcome to ``OUT/rank<r>.pkl``. A process whose
+run by ``torchrun --standalone --nproc-per-node WORLD_SIZE -m harness.runner.rank TASK OUT``: each
+process (:mod:`harness.runner.rank`) joins the group (NCCL on CUDA, one GPU per process; gloo on the CPU), runs
+the case with :func:`harness.runner.worker.execute_case` and writes its outcome to ``OUT/rank<r>.pkl``. A process whose
 case failed exits with status 1, so torchrun stops the others instead of leaving them waiting in a
 collective. The worker returns process 0's outcome, or the first failed process's error.
 
@@ -50,7 +50,7 @@ def launch(case: Any, metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
         threads = max(1, (os.cpu_count() or 1) // case.world_size)
         env = os.environ | {"OMP_NUM_THREADS": str(threads)}
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
-                   f"--nproc-per-node={case.world_size}", "-m", "harness.runner.torchrun",
+                   f"--nproc-per-node={case.world_size}", "-m", "harness.runner.rank",
                    str(folder / "task.pkl"), str(folder)]
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         outcomes = {int(p.stem.removeprefix("rank")): pickle.loads(p.read_bytes()) for p in folder.glob("rank*.pkl")}
@@ -78,29 +78,3 @@ def die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() == 1:  # the parent died before prctl took effect
         os._exit(1)
-
-
-def main(argv: list[str]) -> int:
-    """Run one task in this torchrun process: join the group, execute the case, write the outcome."""
-    die_with_parent()
-    import torch
-    import torch.distributed as dist
-
-    from harness.runner.worker import execute_case
-
-    task_path, out_dir = argv
-    task = pickle.loads(Path(task_path).read_bytes())
-    cuda = task["case"]["device"] == "cuda"
-    if cuda:
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-    dist.init_process_group("nccl" if cuda else "gloo")
-    outcome = execute_case(task["case"], task["metrics"])
-    (Path(out_dir) / f"rank{dist.get_rank()}.pkl").write_bytes(pickle.dumps(outcome))
-    if outcome["status"] != "ok":
-        return 1
-    dist.destroy_process_group()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

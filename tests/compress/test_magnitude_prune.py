@@ -11,7 +11,7 @@ from torch import nn
 from harness.case import Case
 from harness.errors import SkipCase
 from harness.metrics import accuracy
-from harness.train_compressed import trained_compressed
+from harness.metrics.train_compressed import trained_compressed
 from harness.zoo.build import build_inputs, build_model
 from harness.zoo.compress import CompressContext, get_method, method_options
 

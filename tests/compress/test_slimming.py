@@ -11,7 +11,7 @@ from torch import nn
 
 from harness.case import Case
 from harness.errors import SkipCase
-from harness.train import cross_entropy
+from harness.metrics.train import cross_entropy
 from harness.zoo.build import build_model
 from harness.zoo.compress import CompressContext, count_params, get_method, method_options
 from harness.zoo.compress.slimming import batchnorm_scales

@@ -11,7 +11,7 @@ from torch.nn.utils import parametrize
 
 from harness.case import Case
 from harness.metrics import accuracy
-from harness.train_compressed import trained_compressed
+from harness.metrics.train_compressed import trained_compressed
 from harness.zoo.build import build_inputs, build_model
 from harness.zoo.compress import CompressContext, get_method, method_options
 from harness.zoo.compress.weight_sharing import cluster_weights

@@ -30,7 +30,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from harness.train import LossFn
+from harness.metrics.train import LossFn
 
 
 class CompressOptions(BaseModel):

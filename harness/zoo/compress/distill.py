@@ -32,7 +32,7 @@ from torch import nn
 
 from harness.data.digits import data_home
 from harness.errors import HarnessError
-from harness.train import LossFn
+from harness.metrics.train import LossFn
 from harness.zoo.compress import CompressContext, Compressed, CompressOptions, register_compression
 
 #: Images per forward pass when the teacher's logits are computed.

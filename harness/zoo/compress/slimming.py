@@ -32,7 +32,7 @@ from pydantic import Field
 from torch import nn
 
 from harness.errors import SkipCase
-from harness.train import LossFn, cross_entropy
+from harness.metrics.train import LossFn, cross_entropy
 from harness.zoo.compress import CompressContext, Compressed, register_compression
 from harness.zoo.compress._structured import StructuredOptions, prune_channels
 
