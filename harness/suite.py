@@ -34,7 +34,10 @@ A suite file has these top-level keys (all but ``matrix`` optional)::
         baseline: {model: resnet50}           # the candidate with these fields replaced; must be a suite case
         ratios: {macs: {min: 0.95, max: 1.05}, latency_ms_median: {min: 1.0}, params: {}}
 
-Every problem is reported as ``FILE:LINE: where: what was expected``; nothing runs when there is one.
+Every problem is reported as ``FILE:LINE: where: what was expected``; nothing runs when there is one. Problems of
+the file's shape (YAML, keys, types, bounds) are found without importing torch; model names and metric options after.
+What is valid but suspect (more threads than cores, a published entry matching no case) is a warning
+(``Suite.warnings``).
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import itertools
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -65,7 +69,16 @@ from harness.case import (
     matches,
 )
 from harness.errors import HarnessError
-from harness.yaml_lines import LoadedYaml, YamlSyntaxError, load_yaml_with_lines
+from harness.yaml_lines import LoadedYaml, YamlError, decode_yaml, load_yaml_with_lines, shown
+
+#: A suite file larger than this is refused unread (the largest shipped suite is 35 KB).
+MAX_FILE_BYTES = 1 << 20
+#: The most processes a case's ``world_size`` may start (torchrun on one machine).
+MAX_WORLD_SIZE = 256
+#: The longest suite ``name`` in UTF-8 bytes: the store makes a folder of it, and a file name has at most 255.
+MAX_NAME_BYTES = 255
+#: The most problems of one file listed in a SuiteError's text; the others are counted.
+MAX_PROBLEMS_SHOWN = 50
 
 PositiveInt = Annotated[int, Strict(), Field(gt=0)]
 Seed = Annotated[int, Strict(), Field(ge=0, le=2**63 - 1)]
@@ -212,8 +225,16 @@ class SuiteError(Exception):
     """A suite file failed validation; ``problems`` lists every problem found, each with its line."""
 
     def __init__(self, problems: list[SuiteProblem]) -> None:
-        super().__init__("\n".join(str(p) for p in problems))
+        super().__init__("\n".join(problem_lines(problems)))
         self.problems = problems
+
+
+def problem_lines(problems: Sequence[SuiteProblem], limit: int = MAX_PROBLEMS_SHOWN) -> list[str]:
+    """Return the first ``limit`` of ``problems`` as lines, then a line counting the others (none when all fit)."""
+    lines = [str(p) for p in problems[:limit]]
+    if len(problems) > limit:
+        lines.append(f"... and {len(problems) - limit} more in {problems[0].file}")
+    return lines
 
 
 @dataclass(frozen=True)
@@ -243,6 +264,8 @@ class Suite:
     alpha: float = 0.05
     #: candidate case_id -> its claims, each paired with its baseline case (:func:`harness.claims.pair_claims`).
     claim_pairs: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    #: what is valid but suspect (more threads than cores, a published entry matching no case), to print.
+    warnings: tuple[SuiteProblem, ...] = ()
 
     def metrics_for(self, case: Case) -> dict[str, BaseModel]:
         """Return the metrics (name -> options) taken for ``case``: those whose ``where`` it matches (only the
@@ -287,9 +310,17 @@ def load_suite(path: str | Path) -> Suite:
     """Read, validate and expand the suite file at ``path``; raise SuiteError listing every problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise SuiteError([SuiteProblem(str(path), 0, "", f"cannot read the file: {exc.strerror}")]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SuiteError([SuiteProblem(str(path), 1, "", f"the file is larger than {MAX_FILE_BYTES >> 20} MiB; "
+                                       "expected a suite file (a few KB of YAML)")])
+    try:
+        text = decode_yaml(data)
+    except YamlError as exc:
+        raise SuiteError([SuiteProblem(str(path), exc.line, "", exc.message)]) from None
     return parse_suite(text, str(path), default_name=path.stem)
 
 
@@ -297,18 +328,23 @@ def parse_suite(text: str, file: str = "<suite>", default_name: str = "suite") -
     """Validate suite YAML ``text`` (``file`` names it in messages) and return the expanded Suite."""
     try:
         loaded = load_yaml_with_lines(text)
-    except YamlSyntaxError as exc:
-        raise SuiteError([SuiteProblem(file, exc.line, "", f"invalid YAML: {exc.message}")]) from None
+    except YamlError as exc:
+        raise SuiteError([SuiteProblem(file, exc.line, _dotted(exc.path), exc.message)]) from None
     problems = [SuiteProblem(file, line, _dotted(p), msg) for line, p, msg in loaded.problems]
     if not isinstance(loaded.data, dict):
         got = "an empty file" if loaded.data is None else f"a {type(loaded.data).__name__}"
         problems.append(SuiteProblem(file, 1, "", f"expected a mapping with at least a 'matrix' key, got {got}"))
-        raise SuiteError(problems)
+        raise SuiteError(sorted(problems, key=lambda p: p.line))
     try:
         spec = SuiteFile.model_validate(loaded.data)
     except ValidationError as exc:
-        problems += [_problem_from_pydantic(file, loaded, err) for err in exc.errors()]
-        raise SuiteError(problems) from None
+        said = {p.where for p in problems}  # a value the loader could not read is not reported twice
+        found = (_problem_from_pydantic(file, loaded, err) for err in exc.errors())
+        problems += [p for p in found if p.where not in said]
+        raise SuiteError(sorted(problems, key=lambda p: p.line)) from None
+    problems += _check_bounds(spec, file, loaded)
+    if problems:  # the file's shape is wrong: said before the checks below import torch
+        raise SuiteError(sorted(problems, key=lambda p: p.line))
     metrics, metric_where = _validate_metrics(spec, file, loaded, problems)
     problems += _check_models(spec, file, loaded)
     problems += _check_compress(spec, file, loaded)
@@ -351,6 +387,7 @@ def parse_suite(text: str, file: str = "<suite>", default_name: str = "suite") -
         baseline=baseline,
         alpha=spec.alpha,
         claim_pairs=claim_pairs,
+        warnings=tuple(sorted(_warnings(spec, cases, file, loaded), key=lambda p: p.line)),
     )
 
 
@@ -494,7 +531,7 @@ def _check_compress(spec: SuiteFile, file: str, loaded: LoadedYaml) -> list[Suit
                 message = problem.message
                 if err["type"] == "extra_forbidden":
                     name = str(err["loc"][-1])
-                    message = f"unknown option {name!r}{_suggest(name, known)}; it takes: {', '.join(known)}"
+                    message = f"unknown option {shown(name)}{_suggest(name, known)}; it takes: {', '.join(known)}"
                 problems.append(dataclasses.replace(problem, message=f"compress {method}: {message}"))
     return problems
 
@@ -516,8 +553,8 @@ def _validate_metrics(
                 SuiteProblem(
                     file,
                     loaded.line_of(("metrics", key)),
-                    f"metrics.{key}",
-                    f"unknown metric {name!r}{_suggest(name, metric_names())}; "
+                    _dotted(("metrics", key)),
+                    f"unknown metric {shown(name)}{_suggest(name, metric_names())}; "
                     f"expected one of: {', '.join(metric_names())}",
                 )
             )
@@ -542,21 +579,86 @@ def _validate_metrics(
     return metrics, where
 
 
-def _model_mentions(spec: SuiteFile) -> Iterable[tuple[tuple[Any, ...], str]]:
-    if spec.defaults.model:
-        yield ("defaults", "model"), spec.defaults.model
-    for i, name in enumerate(spec.matrix.model or []):
-        yield ("matrix", "model", i), name
+def _case_mentions(spec: SuiteFile, name: str) -> Iterable[tuple[tuple[Any, ...], Any]]:
+    """Yield ``(path, value)`` for every place the case field ``name`` is given: ``defaults``, each value of its
+    matrix axis, each ``include`` entry."""
+    if getattr(spec.defaults, name) is not None:
+        yield ("defaults", name), getattr(spec.defaults, name)
+    for i, value in enumerate(getattr(spec.matrix, name) or []):
+        yield ("matrix", name, i), value
     for i, inc in enumerate(spec.include):
-        if inc.model:
-            yield ("include", i, "model"), inc.model
+        if getattr(inc, name) is not None:
+            yield ("include", i, name), getattr(inc, name)
+
+
+def _check_bounds(spec: SuiteFile, file: str, loaded: LoadedYaml) -> list[SuiteProblem]:
+    """Return the problems of values well typed yet unable to run: a ``name`` too long for a folder, a
+    ``world_size`` beyond MAX_WORLD_SIZE, a ``checkpoint`` in ``model_kwargs`` that is not a file's path."""
+    problems = []
+    if spec.name is not None and len(spec.name.encode()) > MAX_NAME_BYTES:
+        problems.append(SuiteProblem(file, loaded.line_of(("name",)), "name",
+                                     f"the name is {len(spec.name.encode())} bytes long; expected at most "
+                                     f"{MAX_NAME_BYTES} (the store makes a folder of it)"))
+    for path, size in _case_mentions(spec, "world_size"):
+        if size > MAX_WORLD_SIZE:
+            problems.append(SuiteProblem(file, loaded.line_of(path), _dotted(path),
+                                         f"world_size {size} starts {size} processes on one machine; expected at "
+                                         f"most {MAX_WORLD_SIZE}"))
+    for path, kwargs in _case_mentions(spec, "model_kwargs"):
+        checkpoint = kwargs.get("checkpoint")
+        if checkpoint is not None and not (isinstance(checkpoint, str) and checkpoint):
+            where = (*path, "checkpoint")
+            problems.append(SuiteProblem(file, loaded.line_of(where), _dotted(where),
+                                         f"expected the path of a weights file, got {shown(checkpoint)}"))
+    return problems
+
+
+def _warnings(spec: SuiteFile, cases: tuple[Case, ...], file: str, loaded: LoadedYaml) -> list[SuiteProblem]:
+    """Return what is valid but suspect: more ``threads`` than this machine's cores (the case runs, slowly), CUDA
+    cases needing more GPUs than NVML sees here (they are recorded as skipped), ``published`` entries matching no
+    case (their values are never shown)."""
+    found = []
+    cores = os.cpu_count()
+    for path, threads in _case_mentions(spec, "threads"):
+        if cores is not None and threads > cores:
+            found.append(SuiteProblem(file, loaded.line_of(path), _dotted(path),
+                                      f"{threads} threads, and this machine has {cores} cores: the case runs "
+                                      "oversubscribed, its timings are not comparable (a warning, not an error)"))
+    wanted = {c.world_size for c in cases if c.device == "cuda" and c.world_size > 1}
+    gpus = _gpu_count() if wanted else None
+    for path, size in _case_mentions(spec, "world_size"):
+        if gpus is not None and size in wanted and size > gpus:
+            found.append(SuiteProblem(file, loaded.line_of(path), _dotted(path),
+                                      f"world_size {size} on cuda needs {size} GPUs, one per process, and this "
+                                      f"machine has {gpus}: those cases will be recorded as skipped here (a "
+                                      "warning, not an error)"))
+    for i, entry in enumerate(spec.published):
+        rule = entry.match.model_dump(exclude_none=True)
+        if not any(matches(c.to_dict(), rule) for c in cases):
+            found.append(SuiteProblem(file, loaded.line_of(("published", i, "match")), f"published[{i}].match",
+                                      f"matches no case of the suite ({_fields_text(rule)}): its values are never "
+                                      "shown (a warning, not an error)"))
+    return found
+
+
+def _gpu_count() -> int | None:
+    """Return how many GPUs CUDA may use here: NVML's count, or the length of ``CUDA_VISIBLE_DEVICES`` when that
+    is set and smaller; None where NVML cannot tell (no driver, no bindings)."""
+    from harness.nvml import nvml_available, nvml_session
+
+    if not nvml_available()[0]:
+        return None
+    with nvml_session() as nv:
+        count = int(nv.nvmlDeviceGetCount())
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return count if visible is None else min(count, len([d for d in visible.split(",") if d.strip()]))
 
 
 def _check_models(spec: SuiteFile, file: str, loaded: LoadedYaml) -> list[SuiteProblem]:
     from harness.zoo import is_known_model, list_models
 
     problems = []
-    for path, name in _model_mentions(spec):
+    for path, name in _case_mentions(spec, "model"):
         if not is_known_model(name):
             known = [n for n, _ in list_models()]
             problems.append(
@@ -564,7 +666,7 @@ def _check_models(spec: SuiteFile, file: str, loaded: LoadedYaml) -> list[SuiteP
                     file,
                     loaded.line_of(path),
                     _dotted(path),
-                    f"unknown model {name!r}{_suggest(name, known)}; "
+                    f"unknown model {shown(name)}{_suggest(name, known)}; "
                     "expected a name from `harness list models`",
                 )
             )
@@ -579,7 +681,7 @@ def _check_published(spec: SuiteFile, file: str, loaded: LoadedYaml) -> list[Sui
     named = [(("published", i, "values", m), m) for i, entry in enumerate(spec.published) for m in entry.values]
     named += [(("claims", i, "ratios", m), m) for i, claim in enumerate(spec.claims) for m in claim.ratios]
     return [SuiteProblem(file, loaded.line_of(path), _dotted(path),
-                         f"unknown metric column {metric!r}{_suggest(metric, list(columns))}")
+                         f"unknown metric column {shown(metric)}{_suggest(metric, list(columns))}")
             for path, metric in named if metric not in columns]
 
 
@@ -618,18 +720,18 @@ def _problem_from_pydantic(file: str, loaded: LoadedYaml, err: Any) -> SuiteProb
     if kind == "extra_forbidden":
         parent = _allowed_keys(loc[:-1])
         hint = f"; expected one of: {', '.join(parent)}" if parent else ""
-        message = f"unknown key {loc[-1]!r}{_suggest(str(loc[-1]), parent)}{hint}"
+        message = f"unknown key {shown(loc[-1])}{_suggest(str(loc[-1]), parent)}{hint}"
         if loc[0] == "metrics" and loc[-1] == "seed":
             message = ("`seed` is a field of the case, not a metric option: give it as the matrix axis `seed`, or "
                        "as `repeats: {seeds: [...]}` to repeat the seeded metrics only")
     elif kind == "missing":
         message = "required key is missing"
     elif kind in _EXPECTED:
-        message = f"{_EXPECTED[kind]}, got {got!r}"
+        message = f"{_EXPECTED[kind]}, got {shown(got)}"
     elif kind == "too_short":
         message = "expected a non-empty list" if isinstance(got, list) else err["msg"]
     else:
-        message = f"{err['msg']}, got {got!r}" if "input" in err and not isinstance(got, dict) else err["msg"]
+        message = f"{err['msg']}, got {shown(got)}" if "input" in err and not isinstance(got, dict) else err["msg"]
     return SuiteProblem(file, loaded.line_of(loc), _dotted(loc), message)
 
 
@@ -656,12 +758,16 @@ def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
+    """Return " (did you mean 'X'?)" for the known name closest to ``name``, or "" (always for a name too long to
+    be a typo)."""
+    close = difflib.get_close_matches(name, list(known), n=1) if len(name) <= 100 else []
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _dotted(path: tuple[Any, ...]) -> str:
+    """Return ``path`` as written in messages, ``matrix.batch[1]``; a key longer than 60 characters cut to 60."""
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        text = str(part) if len(str(part)) <= 60 else f"{str(part)[:57]}..."
+        out += f"[{part}]" if isinstance(part, int) else (f".{text}" if out else text)
     return out
