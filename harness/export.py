@@ -4,12 +4,19 @@
 only the latest record per (suite, case) (as the HTML report shows), with ``latest=False`` every record.
 
 - ``csv``: one row per record, every column; list columns (``latency_ms_samples``: ms per batch) as a JSON
-  array in the cell, timestamps ISO-8601 UTC; ``json.loads`` a cell to get the samples back.
+  array in the cell, timestamps ISO-8601 UTC; ``json.loads`` a cell to get the samples back. Safe to open in a
+  spreadsheet (OWASP's advice on CSV injection): a text cell starting with ``=``, ``+``, ``-``, ``@``, tab or
+  carriage return gets a leading ``'``, so it is read as text, not run as a formula (``'=1+1``); numbers,
+  negative ones included, stay numbers. Control characters in text cells are written as their escapes
+  (``\\x1b``, :func:`harness.terminal.visible_controls`), as on the terminal.
 - ``json``: a JSON list of records (objects), every column; timestamps ISO-8601 UTC, NaN as null, samples
-  as lists. ``*_json`` and ``*_kwargs`` columns stay the JSON text they are in the store.
+  as lists. ``*_json`` and ``*_kwargs`` columns stay the JSON text they are in the store. Control characters
+  are ``\\uXXXX`` escapes (json.loads gives the stored text back).
 - ``markdown``: a GitHub-flavoured table per suite: label, the case fields, protocol fields where rows
   differ, status, and every metric column with a value (headers with units, from
-  ``harness.report.columns.DISPLAYS``); failed and skipped records listed under it with their errors; where cases
+  ``harness.report.columns.DISPLAYS``); failed and skipped records listed under it with their errors. Every
+  cell, heading and list line is one line of text: ``<``, ``>`` and ``&`` as HTML entities, ``|`` and ``\\``
+  escaped, newlines as spaces, control characters as their escapes; where cases
   ran several seeds or the suite names a baseline, the report's accuracy-over-seeds table under it, with the same
   cells (``mean ± std (Δ)``, p-values, significant ones in bold).
 - ``pytest-benchmark``: the document ``pytest --benchmark-json`` writes (pytest-benchmark 4/5 layout), one
@@ -25,6 +32,7 @@ In CSV and JSON, a float column whose every value is a whole number (a count suc
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
@@ -40,8 +48,10 @@ import pandas as pd
 from harness.case import CASE_COLUMNS, KWARGS_FIELDS
 from harness.errors import HarnessError
 from harness.report.columns import CASE_HEADERS, DISPLAYS, PROTOCOL_HEADERS
-from harness.report.tables import latest_per_case, seeds_table
+from harness.report.tables import seeds_table
 from harness.store import is_missing, iso_utc, json_value
+from harness.store_query import latest_per_case
+from harness.terminal import CONTROL_CODES, visible_controls
 
 #: The pytest-benchmark release whose ``--benchmark-json`` layout ``pytest-benchmark`` output reproduces.
 PYTEST_BENCHMARK_FORMAT_VERSION = "5.3.1"
@@ -87,29 +97,50 @@ def _plain_frame(frame: pd.DataFrame) -> pd.DataFrame:
 # --- formats ------------------------------------------------------------------------------------------------
 
 
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text_cell(text: str) -> str:
+    """Return a text cell safe to open in a spreadsheet: controls shown as escapes, then a leading ``'`` if it
+    starts like a formula (``=``, ``+``, ``-``, ``@``, tab, carriage return)."""
+    text = visible_controls(text)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
 def to_csv(frame: pd.DataFrame) -> str:
-    """Return CSV text: a row per record, every column; list cells (samples) as JSON arrays."""
+    """Return CSV text: a row per record, every column; list cells (samples) as JSON arrays; text cells that
+    start like a formula prefixed with ``'`` (:func:`csv_text_cell`), numbers as they are."""
     out = _plain_frame(frame)
     for name in out.columns:
         if _is_list_column(out[name]):
             out[name] = out[name].map(lambda v: None if is_missing(v) else json.dumps(json_value(v)))
+        if pd.api.types.is_object_dtype(out[name]) or pd.api.types.is_string_dtype(out[name]):
+            out[name] = out[name].map(lambda v: csv_text_cell(v) if isinstance(v, str) else v)
     buffer = io.StringIO()
     out.to_csv(buffer, index=False, lineterminator="\n")
     return buffer.getvalue()
 
 
+#: ``str.translate`` table: the controls ``json.dumps`` leaves raw (DEL, C1, bidirectional) -> JSON escapes.
+_JSON_ESCAPES = {code: f"\\u{code:04x}" for code in CONTROL_CODES}
+
+
 def to_json(frame: pd.DataFrame) -> str:
-    """Return a JSON list of records: every column, timestamps ISO-8601 UTC, NaN as null, samples as lists."""
+    """Return a JSON list of records: every column, timestamps ISO-8601 UTC, NaN as null, samples as lists;
+    every control character a ``\\uXXXX`` escape (the same text to a JSON reader, nothing raw on a terminal)."""
     out = _plain_frame(frame)
     records = [{name: json_value(value) for name, value in row.items()} for row in out.to_dict(orient="records")]
-    return json.dumps(records, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return json.dumps(records, indent=2, ensure_ascii=False, allow_nan=False).translate(_JSON_ESCAPES) + "\n"
 
 
 def _md_cell(value: Any) -> str:
-    """Return ``value`` as the text of a Markdown table cell: ``|`` and backslashes escaped, one line."""
+    """Return ``value`` as one line of Markdown text (a table cell, heading or list item): HTML's ``<``, ``>``,
+    ``&`` as entities, ``|`` and backslashes escaped, newlines as spaces, other controls as escapes."""
     text = "" if is_missing(value) else str(value)
-    text = text.replace("\\", "\\\\").replace("|", "\\|")
-    return re.sub(r"\s*[\r\n]+\s*", " ", text).strip()
+    text = re.sub(r"\s*[\r\n]+\s*", " ", text).strip()
+    text = html.escape(visible_controls(text), quote=False)
+    return text.replace("\\", "\\\\").replace("|", "\\|")
 
 
 def _md_row(cells: list[str]) -> str:
@@ -139,7 +170,8 @@ def _suite_markdown(suite: str, records: pd.DataFrame) -> str:
         lines.append(_md_row([_md_cell(c) for c in cells]))
         if record["status"] != "ok":
             first = next(iter(_text(record.get("error")).strip().splitlines()), "")
-            problems.append(f"- `{record['label']}` {record['status']}" + (f": {first}" if first else ""))
+            problems.append(f"- {_md_cell(record['label'])} — {record['status']}"
+                            + (f": {_md_cell(first)}" if first else ""))
     if problems:
         lines += ["", *problems]
     seeds = seeds_table(latest_per_case(records))

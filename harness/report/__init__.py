@@ -14,15 +14,17 @@ import jinja2
 
 
 def template_environment() -> jinja2.Environment:
-    """Return the jinja2 environment of the report templates (autoescape on, strict undefined), with the
+    """Return the jinja2 environment of the report templates (autoescape on, control characters of every text shown
+    as escapes, strict undefined), with the
     filter ``cells`` (a row of :class:`~harness.report.tables.Cell` as ``<td>`` elements) and the function
     ``header_row(headers, numeric, keys)`` (a row of sortable ``<th>``) and ``problems(items, suite_pages)`` (failed
     and skipped cases in ``<details>``)."""
-    from harness.report.markup import cells_html, header_html, problems_html
+    from harness.report.markup import cells_html, header_html, problems_html, shown_text
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("harness.report", "templates"),
         autoescape=True,
+        finalize=shown_text,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

@@ -1,5 +1,6 @@
 """HTML of table rows built in Python (a template loop per cell costs too much on big pages); every text and
-attribute value goes through ``html.escape``."""
+attribute value goes through ``html.escape``, its control characters shown as escapes first
+(:func:`harness.terminal.visible_controls`)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,17 @@ from collections.abc import Sequence
 from markupsafe import Markup
 
 from harness.report.tables import Cell
+from harness.terminal import visible_controls
 
 
 def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    return html.escape(visible_controls(str(value)), quote=True)
+
+
+def shown_text(value: object) -> object:
+    """Return a template value as the report shows it: text with its control characters as escapes (ESC as
+    ``\\x1b``); markup built here, and other values, unchanged (the jinja environment's ``finalize``)."""
+    return visible_controls(value) if isinstance(value, str) and not isinstance(value, Markup) else value
 
 
 def cell_html(c: Cell) -> str:
