@@ -35,7 +35,16 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harness.store import COMPACTED_MARK, PART_NAME, SOURCES_KEY, is_compacted, record_files, superseded, synced_temp
+from harness.store import (
+    COMPACTED_MARK,
+    PART_NAME,
+    SOURCES_KEY,
+    is_compacted,
+    record_files,
+    screen_files,
+    superseded,
+    synced_temp,
+)
 
 #: Rows per row group of a compacted file (one row per record; a record with latency samples is a few KB).
 ROW_GROUP_ROWS = 4096
@@ -80,7 +89,8 @@ def _sorted_by_case(table: pa.Table) -> pa.Table:
 def compact_run(folder: Path, *, force: bool = False) -> Compaction:
     """Merge the live record files of the run ``folder`` into one compacted file (see the module doc) and delete
     what it supersedes; return what was done. A folder whose run is not finished (and not ``force``) or with
-    nothing to merge is left as it is (``reason`` says why). Unreadable part files are left in place, unmerged."""
+    nothing to merge is left as it is (``reason`` says why). Part files that cannot be read or hold no records
+    (:func:`harness.store.screen_files`: another program's Parquet file) are left in place, unmerged."""
     reason = "" if force else unfinished_reason(folder)
     if reason:
         return Compaction(folder, reason=reason)
@@ -90,8 +100,12 @@ def compact_run(folder: Path, *, force: bool = False) -> Compaction:
     leftovers = [p for p in files if p.name in held]
     if len(live) <= 1 and all(is_compacted(p) for p in live):
         return Compaction(folder, deleted=_delete(leftovers), reason="already compacted")
+    try:
+        kept, _skipped = screen_files(live)  # files that hold no records (or cannot be read) stay, unmerged
+    except FileNotFoundError:
+        return Compaction(folder, reason="its files changed while being read (another compaction?)")
     tables, merged = [], []
-    for path in live:
+    for path, _schema in kept:
         try:
             tables.append(pq.read_table(path))
             merged.append(path)

@@ -3,9 +3,13 @@
 Layout under the results root::
 
     results/<suite>/<run_id>/_run.json                 the run's manifest (environment, suite, start)
+    results/<suite>/<run_id>/_run.lock                 locked by the process running the run (ResultStore.claim_run)
     results/<suite>/<run_id>/<seq>-<case_id>.parquet   one record (one row) per finished case
 
-(``<suite>``, ``<run_id>`` and ``<case_id>`` reduced by :func:`safe_name`; ``<seq>`` five digits or more.)
+(``<suite>`` and ``<run_id>`` as :func:`folder_name` writes them: the name itself when it is a plain file name, else a
+slug and a hash of the name, so two names never share a folder; ``<case_id>`` reduced by :func:`safe_name`; ``<seq>``
+five digits or more.) Stores written before the hash kept ``safe_name`` of both, which merged names like ``a/b`` and
+``a_b``: such a folder is still read, and a run still resumed there, its manifest telling whose it is.
 
 Each part file is written to a hidden temporary name in the same folder (``.<name>.<hex>.tmp``), flushed to
 disk and then published under its final name with a hard link, which fails rather than overwrite: a reader
@@ -19,24 +23,31 @@ Hidden (``.``) and ``_`` files are skipped by pyarrow's dataset discovery and by
 compacted file (:mod:`harness.compaction`) that lists in its footer the files it holds: readers count a folder's
 files minus those (:func:`live_files`). Every part file of one harness version has
 the same schema. A file that cannot be written (disk full…) raises :class:`ResultWriteError` and leaves the
-folder as it was; one that cannot be read is skipped with a warning and listed by
-:meth:`ResultStore.unreadable`.
+folder as it was; one that cannot be read, or holds no records (another program's Parquet file, a column of
+another type than in the other record files), is skipped with a warning naming it and listed by
+:meth:`ResultStore.unreadable` (:func:`screen_files`).
 
 The store knows nothing of torch: the caller passes the column types.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
+import hashlib
 import json
 import math
 import os
 import re
+import socket
 import uuid
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +91,34 @@ def arrow_schema(columns: dict[str, str]) -> pa.Schema:
 
 
 def safe_name(text: str) -> str:
-    """Return ``text`` reduced to a file-name-safe form (letters, digits, '.', '_', '-')."""
+    """Return ``text`` reduced to a file-name-safe form (letters, digits, '.', '_', '-'); many texts give one form."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "unnamed"
+
+
+#: A name that is its own folder name: a letter or digit, then letters, digits, '.', '_', '-', at most 80 in all, not
+#: ending in '.', without '--' (which marks a hashed name, so that no plain name equals one).
+PLAIN_NAME = re.compile(r"(?!.*--)[A-Za-z0-9][A-Za-z0-9._-]{0,79}(?<!\.)")
+#: Names Windows reserves for devices, with any extension.
+RESERVED_NAME = re.compile(r"(con|prn|aux|nul|com\d|lpt\d)(\..*)?", re.IGNORECASE)
+#: Hex digits of the name's SHA-256 that end a hashed folder name.
+NAME_HASH_DIGITS = 8
+
+
+def folder_name(name: str) -> str:
+    """Return the folder name of a suite or run id: ``name`` itself when it is plain (:data:`PLAIN_NAME`, not a
+    reserved device name), else its :func:`safe_name` (at most 60 characters), ``--`` and 8 hex digits of the SHA-256
+    of the exact name (``a/b`` -> ``a_b--c14cddc0``). Two names never get one folder (but for a hash collision);
+    plain names differing only in case do on a case-insensitive disk, which the manifest check of
+    :meth:`ResultStore.claim_run` catches."""
+    if PLAIN_NAME.fullmatch(name) and not RESERVED_NAME.fullmatch(name):
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:NAME_HASH_DIGITS]
+    return f"{safe_name(name)[:60]}--{digest}"
+
+
+def _folder_names(name: str) -> list[str]:
+    """Return the folder names ``name`` may have: :func:`folder_name`'s, then the older :func:`safe_name`'s."""
+    return list(dict.fromkeys([folder_name(name), safe_name(name)]))
 
 
 #: How often a read lists the files again when one vanished under it (merged by a compaction).
@@ -104,10 +141,16 @@ class ResultWriteError(HarnessError):
     kept, and no temporary file is left behind; the message says which file, why, and what to do."""
 
 
-def _write_error(path: Path, exc: OSError, kept: str, then: str) -> ResultWriteError:
+class RunBusy(HarnessError):
+    """Raised when another live process is running the run (and shard) this one was to run or resume."""
+
+
+def write_error(path: Path, exc: OSError, kept: str, then: str = "") -> ResultWriteError:
+    """Return the error to raise when ``path`` could not be written: ``cannot write PATH: REASON; KEPT; ADVICE`` (the
+    advice follows the errno, e.g. "free some disk space"), with `` and THEN`` when ``then`` is given."""
     reason = f"{exc.strerror} [Errno {exc.errno}]" if exc.errno and exc.strerror else str(exc)
     advice = _WRITE_ADVICE.get(exc.errno or 0, "fix the cause")
-    return ResultWriteError(f"cannot write {path}: {reason}; {kept}; {advice} and {then}")
+    return ResultWriteError(f"cannot write {path}: {reason}; {kept}; {advice}" + (f" and {then}" if then else ""))
 
 
 @contextmanager
@@ -219,6 +262,139 @@ def live_files(folder: Path) -> list[Path]:
     return [p for p in files if p.name not in held]
 
 
+#: The columns that make a Parquet file a record file, with the type each must have (as in :data:`BASE_COLUMNS`).
+IDENTITY_COLUMNS = ("run_id", "suite", "case_id", "status", "timestamp_utc")
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file a reader left out: ``path``, ``reason``, and ``readable`` (False: it cannot be read at all; True: it is
+    Parquet, but holds no records of this store)."""
+
+    path: Path
+    reason: str
+    readable: bool
+
+    def warning(self) -> str:
+        """Return the warning that names the file and why it is skipped."""
+        what = "result file" if self.readable else "unreadable result file"
+        return f"skipping {what} {self.path}: {self.reason}"
+
+
+def _identity_problem(schema: pa.Schema) -> str:
+    """Return why a file of ``schema`` holds no records ('' when it has every identity column at its type)."""
+    missing = [name for name in IDENTITY_COLUMNS if name not in schema.names]
+    if missing:
+        return f"not a harness record file (no column {', '.join(missing)})"
+    for name in IDENTITY_COLUMNS:
+        actual = schema.field(name).type
+        wanted = BASE_COLUMNS[name]
+        fits = pa.types.is_timestamp(actual) if wanted == "timestamp" else \
+            pa.types.is_string(actual) or pa.types.is_large_string(actual)
+        if not fits:
+            return f"not a harness record file (column {name!r} is {actual}, not {wanted})"
+    return ""
+
+
+def _promotable(actual: pa.DataType, usual: pa.DataType) -> bool:
+    """Return whether a column of type ``actual`` reads together with one of type ``usual`` (int64 with float64)."""
+    try:
+        pa.unify_schemas([pa.schema([("c", actual)]), pa.schema([("c", usual)])], promote_options="permissive")
+    except pa.ArrowException:
+        return False
+    return True
+
+
+def _type_conflicts(schemas: list[pa.Schema]) -> dict[int, str]:
+    """Return ``{index: reason}`` of the ``schemas`` having a column whose type cannot be read together with the
+    type most of the others give it (empty when they all read together)."""
+    try:
+        pa.unify_schemas(schemas, promote_options="permissive")
+        return {}
+    except pa.ArrowException:
+        pass
+    counts = Counter((field.name, field.type) for schema in schemas for field in schema)
+    usual: dict[str, pa.DataType] = {}
+    for (name, kind), _count in counts.most_common():
+        usual.setdefault(name, kind)
+    checked: dict[tuple[pa.DataType, pa.DataType], bool] = {}
+    conflicts = {}
+    for index, schema in enumerate(schemas):
+        for field in schema:
+            pair = (field.type, usual[field.name])
+            if pair[0] != pair[1] and not checked.setdefault(pair, _promotable(*pair)):
+                conflicts[index] = (f"column {field.name!r} is {field.type} here but {pair[1]} in the other record "
+                                    "files")
+                break
+    return conflicts
+
+
+def screen_schemas(files: list[tuple[Path, pa.Schema]]) -> tuple[list[tuple[Path, pa.Schema]], list[SkippedFile]]:
+    """Return the ``(path, schema)`` of ``files`` that hold records and the others, each order kept: a file without
+    the identity columns (:data:`IDENTITY_COLUMNS`: another program's Parquet file) and one with a column whose type
+    cannot be read together with the type most of the other files give it."""
+    found, skipped = [], []
+    for path, schema in files:
+        problem = _identity_problem(schema)
+        if problem:
+            skipped.append(SkippedFile(path, problem, readable=True))
+        else:
+            found.append((path, schema))
+    conflicts = _type_conflicts([schema for _, schema in found])
+    skipped += [SkippedFile(found[i][0], reason, readable=True) for i, reason in conflicts.items()]
+    order = {path: i for i, (path, _) in enumerate(files)}
+    return [item for i, item in enumerate(found) if i not in conflicts], sorted(skipped, key=lambda s: order[s.path])
+
+
+def screen_files(paths: list[Path]) -> tuple[list[tuple[Path, pa.Schema]], list[SkippedFile]]:
+    """Return the files of ``paths`` that hold records, each with its schema (read from the footer), and the others,
+    in name order: a file that cannot be read (truncated, corrupt, empty) and those :func:`screen_schemas` leaves
+    out. Raises FileNotFoundError when a file vanished since it was listed (a compaction merged it: list again)."""
+    found: list[tuple[Path, pa.Schema]] = []
+    unreadable: list[SkippedFile] = []
+    for path in paths:
+        try:
+            found.append((path, pq.read_schema(path)))
+        except (pa.ArrowException, OSError) as exc:
+            if not path.exists():
+                raise FileNotFoundError(errno.ENOENT, "vanished while being read", str(path)) from exc
+            unreadable.append(SkippedFile(path, str(exc), readable=False))
+    kept, skipped = screen_schemas(found)
+    return kept, sorted([*unreadable, *skipped], key=lambda item: item.path)
+
+
+def _manifests(paths: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """Return ``(path, manifest)`` of the run manifests ``paths``, in the order given; one that cannot be read or
+    is not a JSON object is skipped with a warning naming it."""
+    manifests = []
+    for path in paths:
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
+            warnings.warn(f"skipping unreadable run manifest {path}: {exc}", stacklevel=3)
+            continue
+        if not isinstance(manifest, dict):
+            warnings.warn(f"skipping run manifest {path}: not a JSON object", stacklevel=3)
+            continue
+        manifests.append((path, manifest))
+    return manifests
+
+
+def _holds_run(folder: Path, suite: str, run_id: str) -> bool:
+    """Return whether ``folder`` holds run ``run_id`` of ``suite``: a manifest there names both, or, without any
+    manifest, a record there does."""
+    manifests = _manifests(sorted(folder.glob("_run*.json")))
+    if manifests:
+        return any(m.get("suite") == suite and m.get("run_id") == run_id for _, m in manifests)
+    for path in live_files(folder):
+        try:
+            table = pq.read_table(path, columns=["suite", "run_id"])
+        except (pa.ArrowException, OSError):
+            continue
+        return (suite, run_id) in set(zip(table["suite"].to_pylist(), table["run_id"].to_pylist(), strict=True))
+    return False
+
+
 class ResultStore:
     """A results directory: append records of a run, read everything back as a DataFrame."""
 
@@ -227,8 +403,14 @@ class ResultStore:
         self._unreadable: list[tuple[Path, str]] = []  # found by the last call that read part files
 
     def run_dir(self, suite: str, run_id: str) -> Path:
-        """Return the folder holding the part files of ``run_id`` of ``suite``."""
-        return self.root / safe_name(suite) / safe_name(run_id)
+        """Return the folder holding the part files of ``run_id`` of ``suite``: ``<root>/<suite>/<run_id>`` by
+        :func:`folder_name`, or, when only it exists and holds this run, the folder an older version gave it
+        (:func:`safe_name` of both)."""
+        current = self.root / folder_name(suite) / folder_name(run_id)
+        older = self.root / safe_name(suite) / safe_name(run_id)
+        if older != current and not current.is_dir() and older.is_dir() and _holds_run(older, suite, run_id):
+            return older
+        return current
 
     def write_manifest(self, suite: str, run_id: str, manifest: dict[str, Any], name: str = "_run.json") -> Path:
         """Write the run's manifest ``name`` (``_run.json``, or ``_run.<shard>.json`` for one shard of a run),
@@ -243,7 +425,7 @@ class ResultStore:
         try:
             write_text_atomically(path, text)
         except OSError as exc:
-            raise _write_error(path, exc, "the files already in its folder are kept", "run again") from exc
+            raise write_error(path, exc, "the files already in its folder are kept", "run again") from exc
         return path
 
     def append(self, record: dict[str, Any], columns: dict[str, str]) -> Path:
@@ -274,7 +456,7 @@ class ResultStore:
                         path = folder / f"{seq:05d}-{name}.parquet"
         except OSError as exc:
             kept = f"the {len(_seqs(folder))} record(s) already in {folder} are kept"
-            raise _write_error(path, exc, kept, "rerun with --resume") from exc
+            raise write_error(path, exc, kept, "rerun with --resume") from exc
 
     def part_files(self) -> Iterator[Path]:
         """Yield every record file under the root, in name order, skipping hidden and ``_`` files."""
@@ -291,29 +473,37 @@ class ResultStore:
         return sorted(path for parent in folders for path in live_files(parent))
 
     def _read_tables(self, files: Callable[[], list[Path]], columns: list[str] | None) -> list[pa.Table]:
-        """Return the tables of the readable record files ``files()`` lists; each unreadable one is warned about
-        and kept for :meth:`unreadable` (which then lists exactly the files of this call). A file that vanished
-        while being read (a compaction merged it) makes the files be listed and read again."""
+        """Return the tables of the record files ``files()`` lists (only ``columns`` of them, those a file has);
+        each file left out (it cannot be read, or :func:`screen_schemas` leaves it out) is warned about and kept for
+        :meth:`unreadable` (which then lists exactly the files of this call). A file that vanished while being read
+        (a compaction merged it) makes the files be listed and read again."""
         for _ in range(VANISHED_RETRIES):
-            self._unreadable = []
-            tables: list[pa.Table] = []
+            loaded: dict[Path, tuple[pa.Schema, pa.Table]] = {}
+            unreadable: list[SkippedFile] = []
             for path in files():
                 try:
-                    tables.append(pq.read_table(path, columns=columns))
+                    with pq.ParquetFile(path) as handle:
+                        schema = handle.schema_arrow
+                        wanted = None if columns is None else [c for c in columns if c in schema.names]
+                        loaded[path] = schema, handle.read(columns=wanted)
                 except (pa.ArrowException, OSError) as exc:
                     if not path.exists():
                         break  # merged into a compacted file since it was listed: list again
-                    self._unreadable.append((path, str(exc)))
-                    warnings.warn(f"skipping unreadable result file {path}: {exc}", stacklevel=3)
+                    unreadable.append(SkippedFile(path, str(exc), readable=False))
             else:
-                return tables
+                kept, skipped = screen_schemas([(path, schema) for path, (schema, _) in loaded.items()])
+                skipped = sorted([*unreadable, *skipped], key=lambda item: item.path)
+                self._unreadable = [(item.path, item.reason) for item in skipped]
+                for item in skipped:
+                    warnings.warn(item.warning(), stacklevel=3)
+                return [loaded[path][1] for path, _ in kept]
         raise HarnessError(f"the records under {self.root} kept changing while being read "
                            f"({VANISHED_RETRIES} tries): is a compaction looping? read again")
 
     def unreadable(self) -> list[tuple[Path, str]]:
         """Return ``(path, reason)`` of each part file that the last call reading part files (:meth:`read`,
-        :meth:`case_ids_in_run`) skipped because it could not be read (truncated,
-        corrupt, empty), in name order; empty before any such call."""
+        :meth:`case_ids_in_run`) skipped because it could not be read (truncated, corrupt, empty) or holds no
+        records (:func:`screen_files`), in name order; empty before any such call."""
         return list(self._unreadable)
 
     def read(self, columns: list[str] | None = None, *, suite: str | None = None,
@@ -321,8 +511,9 @@ class ResultStore:
         """Return the records under the root as a DataFrame (union of columns, or only ``columns``), only those of
         ``suite`` and/or ``run_id`` when given: the other suites' and runs' folders are not read at all.
 
-        A part file that cannot be read (truncated, corrupt) is skipped with a warning naming it, and listed
-        by :meth:`unreadable` until the next read.
+        A part file that cannot be read (truncated, corrupt) or holds no records (another program's Parquet file, a
+        column of another type) is skipped with a warning naming it, and listed by :meth:`unreadable` until the next
+        read.
         """
         tables = self._read_tables(lambda: self._files_of(suite, run_id), columns)
         if not tables:
@@ -334,35 +525,82 @@ class ResultStore:
         return frame
 
     def _files_of(self, suite: str | None, run_id: str | None) -> list[Path]:
-        """Return the record files a reader counts in the folders of ``suite`` / ``run_id`` (any when None)."""
-        suites = [self.root / safe_name(suite)] if suite is not None else \
+        """Return the record files a reader counts in the folders of ``suite`` / ``run_id`` (any when None), under
+        either of the names they may have (:func:`_folder_names`)."""
+        suites = [self.root / name for name in _folder_names(suite)] if suite is not None else \
             sorted(p for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
-        if run_id is None:
-            return [path for folder in suites for path in self._part_files_in(folder)]
-        return [path for folder in suites for path in self._part_files_in(folder / safe_name(run_id))]
+        runs = [None] if run_id is None else _folder_names(run_id)
+        return [path for folder in suites for run in runs
+                for path in self._part_files_in(folder if run is None else folder / run)]
 
     def case_ids_in_run(self, suite: str, run_id: str) -> set[str]:
-        """Return the case_ids having a readable record (whatever its status) in the folder of ``run_id`` of
-        ``suite``; only the ``case_id`` column is read. Unreadable files are skipped as in :meth:`read`."""
-        tables = self._read_tables(lambda: self._part_files_in(self.run_dir(suite, run_id)), ["case_id"])
-        return {case_id for table in tables for case_id in table.column("case_id").to_pylist() if case_id is not None}
+        """Return the case_ids having a readable record (whatever its status) of run ``run_id`` of ``suite``; only
+        the ``case_id``, ``suite`` and ``run_id`` columns are read. Files left out are skipped as in :meth:`read`."""
+        tables = self._read_tables(lambda: self._files_of(suite, run_id), ["case_id", "suite", "run_id"])
+        return {case_id for table in tables
+                for case_id, of_suite, of_run in zip(*(table.column(c).to_pylist() for c in
+                                                       ("case_id", "suite", "run_id")), strict=True)
+                if case_id is not None and (of_suite, of_run) == (suite, run_id)}
 
     def run_manifests(self, suite: str) -> list[tuple[Path, dict[str, Any]]]:
-        """Return ``(path, manifest)`` for every ``_run*.json`` manifest in the run folders of ``suite``, sorted
-        by the manifest's ``started_utc`` text (missing first), then path. A manifest that cannot be read or
-        is not a JSON object is skipped with a warning naming it."""
-        manifests = []
-        for path in sorted((self.root / safe_name(suite)).glob("*/_run*.json")):
-            try:
-                manifest = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
-                warnings.warn(f"skipping unreadable run manifest {path}: {exc}", stacklevel=2)
-                continue
-            if not isinstance(manifest, dict):
-                warnings.warn(f"skipping run manifest {path}: not a JSON object", stacklevel=2)
-                continue
-            manifests.append((path, manifest))
+        """Return ``(path, manifest)`` for every ``_run*.json`` manifest of ``suite`` in its run folders (a manifest
+        naming another suite, in a folder an older version shared between names, is left out), sorted by the
+        manifest's ``started_utc`` text (missing first), then path. A manifest that cannot be read or is not a JSON
+        object is skipped with a warning naming it."""
+        paths = sorted({path for name in _folder_names(suite) for path in (self.root / name).glob("*/_run*.json")})
+        manifests = [(path, m) for path, m in _manifests(paths) if m.get("suite", suite) == suite]
         return sorted(manifests, key=lambda item: (str(item[1].get("started_utc") or ""), str(item[0])))
+
+    @contextmanager
+    def claim_run(self, suite: str, run_id: str, lock: str = "_run.lock") -> Iterator[Path]:
+        """Yield the folder of run ``run_id`` of ``suite`` (:meth:`run_dir`, made if missing) while holding its lock
+        file ``lock`` (one per shard of a run): what keeps two processes from running, or resuming, one run at once.
+
+        The lock is the kernel's (``flock``) and dies with the process holding it, so a killed run leaves no stale
+        claim; the file keeps the holder's pid, host and start for the message. Raises :class:`RunBusy` naming the
+        holder when another process holds it, HarnessError when a manifest in the folder names another suite or
+        run (a folder shared by names, copied by hand, or two names differing in case on a case-insensitive disk),
+        :class:`ResultWriteError` when the lock file cannot be made.
+        """
+        folder = self.run_dir(suite, run_id)
+        for path, manifest in _manifests(sorted(folder.glob("_run*.json"))):
+            owner = (manifest.get("suite", suite), manifest.get("run_id", run_id))
+            if owner != (suite, run_id):
+                raise HarnessError(f"{path} is the manifest of run {owner[1]!r} of suite {owner[0]!r}, not of run "
+                                   f"{run_id!r} of suite {suite!r}: the folder {folder} belongs to another run; "
+                                   "choose another --run-id or --results")
+        path = folder / lock
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise write_error(path, exc, "nothing was run", "run again") from exc
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunBusy(f"run {run_id!r} of suite {suite!r} is being run by another process "
+                              f"({_holder(descriptor)}): wait for it to end; then --resume runs what it left") from None
+            except OSError as exc:  # a file system without locks (some network mounts)
+                warnings.warn(f"cannot lock {path} ({exc}): nothing keeps another process from running this run "
+                              "at the same time", stacklevel=3)
+            holder = {"pid": os.getpid(), "host": socket.gethostname(),
+                      "since_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            with contextlib.suppress(OSError):  # who holds it is only for the message of a process refused
+                os.ftruncate(descriptor, 0)
+                os.pwrite(descriptor, json.dumps(holder).encode(), 0)
+            yield folder
+        finally:
+            os.close(descriptor)
+
+
+def _holder(descriptor: int) -> str:
+    """Return who holds the lock file open as ``descriptor`` (``pid 123 on HOST, since TIME``), from its text."""
+    try:
+        holder = json.loads(os.pread(descriptor, 4096, 0))
+        return f"pid {holder['pid']} on {holder['host']}, since {holder['since_utc']}"
+    except (OSError, ValueError, TypeError, KeyError):
+        return "its pid is not written yet"
 
 
 def read_results(path: str | Path = "results") -> pd.DataFrame:

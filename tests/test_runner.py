@@ -97,3 +97,21 @@ def test_a_full_disk_stops_the_run_with_a_clear_message_and_keeps_what_was_writt
     frame = ResultStore(tmp_path).read()
     assert len(frame) == 2 and (frame["status"] == "ok").all()
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_worker_still_starting_is_killed_at_once_and_a_ready_one_exits_cleanly():
+    """`harness run` launches the worker before it reads the suites: a bad suite must not wait for torch's import."""
+    import signal
+
+    from harness.runner.process import WorkerProcess
+
+    starting = WorkerProcess()
+    starting.launch()
+    proc = starting._proc
+    starting.stop()
+    assert proc.exitcode == -signal.SIGKILL
+    ready = WorkerProcess()
+    assert ready.start()["env_torch"]
+    proc = ready._proc
+    ready.stop()
+    assert proc.exitcode == 0

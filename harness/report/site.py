@@ -35,14 +35,9 @@ import pyarrow.parquet as pq
 
 from harness.errors import HarnessError
 from harness.report.plots import MAX_BOXES, suite_plots
-from harness.report.tables import (
-    ROW_ORDER,
-    latest_per_case,
-    leaderboard,
-    run_summaries,
-    suite_table,
-)
-from harness.store import BASE_COLUMNS, VANISHED_RETRIES, ResultStore, safe_name, write_text_atomically
+from harness.report.tables import ROW_ORDER, leaderboard, run_summaries, suite_table
+from harness.store import BASE_COLUMNS, VANISHED_RETRIES, ResultStore, safe_name, screen_files, write_text_atomically
+from harness.store_query import latest_per_case
 
 #: Files copied from ``harness/report/static`` into ``<out>/assets``.
 ASSETS = ("report.css", "report.js")
@@ -67,12 +62,19 @@ class StoreData:
 
 def read_store(results_dir: str | Path) -> StoreData:
     """Return every record under ``results_dir`` without the columns of :data:`UNREAD` (the part files are read
-    together by a pyarrow dataset, columns missing from older files as nulls; should one be unreadable, file
-    by file, skipping it with a warning as :meth:`ResultStore.read` does; listed again when a compaction merged
-    a file while it was read)."""
+    together by a pyarrow dataset, columns missing from older files as nulls; a file that cannot be read or holds no
+    records — another program's Parquet file, a column of another type — is skipped with a warning naming it, as
+    :meth:`ResultStore.read` does (:func:`harness.store.screen_files`); should the data of one be unreadable, file by
+    file; listed again when a compaction merged a file while it was read)."""
     store = ResultStore(results_dir)
     for _ in range(VANISHED_RETRIES):
-        paths = list(store.part_files())
+        try:
+            kept, skipped = screen_files(list(store.part_files()))
+        except FileNotFoundError:
+            continue  # a compaction merged a file since the listing: list again
+        for item in skipped:
+            warnings.warn(item.warning(), stacklevel=2)
+        paths = [path for path, _schema in kept]
         if not paths:
             return StoreData(pd.DataFrame(columns=[*BASE_COLUMNS, "_part", "_row"]), [], False)
         try:

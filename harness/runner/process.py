@@ -2,6 +2,11 @@
 
 A worker that dies (abort, segfault, killed for memory) or overruns the case's timeout is killed and
 reported as a failed outcome; the next case starts a fresh worker.
+
+A worker never outlives its parent (``kill -9`` of ``harness run`` included, which runs no cleanup): on Linux the
+kernel kills it when the parent dies (``prctl(PR_SET_PDEATHSIG, SIGKILL)``, asked for when the worker is launched
+from the parent's main thread, since the signal follows the launching thread); everywhere a thread of the worker
+watches its parent's pid and, once it changed (the worker was re-parented), kills the worker's process group.
 """
 
 from __future__ import annotations
@@ -9,10 +14,13 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
+from multiprocessing.connection import Connection
 from typing import Any
 
 from harness.errors import HarnessError
 from harness.runner.faults import REPLACE_WORKER_AFTER, classify_exit, exit_hint
+from harness.runner.parent import die_with_parent_signal, watch_parent
 from harness.runner.worker import worker_main
 
 STARTUP_TIMEOUT_S = 300.0
@@ -30,6 +38,17 @@ def describe_exit(exitcode: int | None) -> str:
     return f"exited with status {exitcode}"
 
 
+def worker_entry(conn: Connection, parent_pid: int, kernel_watch: bool) -> None:
+    """The worker process's entry point: arrange to die with the parent ``parent_pid`` (``kernel_watch``: also by
+    the Linux signal), then serve tasks (:func:`harness.runner.worker.worker_main`)."""
+    if kernel_watch:
+        die_with_parent_signal()
+    if os.getppid() != parent_pid:  # the parent died before the watches were set
+        os._exit(1)
+    watch_parent(parent_pid)
+    worker_main(conn)
+
+
 class WorkerProcess:
     """One spawned worker process, started lazily and restarted after it dies or times out."""
 
@@ -44,7 +63,9 @@ class WorkerProcess:
             return
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
-        self._proc = ctx.Process(target=worker_main, args=(child,), daemon=True, name="harness-worker")
+        kernel_watch = threading.current_thread() is threading.main_thread()  # the signal follows this thread
+        self._proc = ctx.Process(target=worker_entry, args=(child, os.getpid(), kernel_watch), daemon=True,
+                                 name="harness-worker")
         self._proc.start()
         child.close()
         self._conn = parent
@@ -87,10 +108,11 @@ class WorkerProcess:
         return outcome
 
     def stop(self) -> None:
-        """Ask the worker to exit, then kill it if it does not; safe to call twice."""
+        """Ask a ready worker to exit, then kill it if it does not; kill one still starting (importing torch: it
+        would not read the request before it is done); safe to call twice."""
         if self._proc is None:
             return
-        if self._proc.is_alive() and self._conn is not None:
+        if self._proc.is_alive() and self._conn is not None and self.env:
             try:
                 self._conn.send(None)
             except (OSError, ValueError):

@@ -10,13 +10,15 @@ import pickle
 import sys
 from pathlib import Path
 
-from harness.runner.torchrun import die_with_parent
+from harness.runner.parent import die_with_parent_signal
 
 
 def main(argv: list[str]) -> int:
     """Run one task in this torchrun process: join the group, execute the case, write the outcome; return the
     process's exit status (0: ok, 1: the case failed or was skipped)."""
-    die_with_parent()
+    die_with_parent_signal()  # torchrun starts each rank in a session of its own: killing the worker's group misses it
+    if os.getppid() == 1:  # the parent died before the signal was asked for
+        return 1
     import torch
     import torch.distributed as dist
 

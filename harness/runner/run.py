@@ -8,10 +8,16 @@ planned cases that have no record in that run yet. A failed case keeps its recor
 measure it again. A run that ends (not interrupted) with every manifest of its folder finished is compacted: its
 part files merged into one file (:mod:`harness.compaction`). Ctrl-C stops the executor, keeps every record
 already written and returns a summary marked interrupted.
+
+While a process runs a run (a shard of it), it holds the run folder's lock (:meth:`ResultStore.claim_run`): a second
+process running or resuming the same run at the same time is refused (:class:`harness.store.RunBusy`) instead of
+measuring every case again, and a resume reads which cases are recorded only once it holds the lock. The lock dies
+with its process, so ``kill -9`` leaves nothing to clean up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
@@ -23,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from harness.case import CASE_COLUMNS, Case
@@ -37,6 +42,7 @@ from harness.runner.shard import Shard, estimate_cost_s, select_shard
 from harness.runner.tasks import CaseTask
 from harness.store import BASE_COLUMNS, ResultStore
 from harness.suite import Suite
+from harness.terminal import markup_text, visible_controls
 
 #: Columns the runner adds to every record: how the case ended and under which limits.
 RUN_COLUMNS: dict[str, str] = {
@@ -117,7 +123,7 @@ def build_record(
         "case_id": case.case_id,
         "label": case.label,
         "status": outcome["status"],
-        "error": outcome["error"] or None,
+        "error": visible_controls(outcome["error"]) or None,  # an escape sequence is stored shown, not obeyed
         "timestamp_utc": datetime.now(timezone.utc),
         "duration_s": outcome["duration_s"],
         "metrics_taken": ",".join(metrics),
@@ -155,27 +161,46 @@ def run_suite(
     process), storing each record as soon as it is done; return the run's summary.
 
     ``run_id`` names the run (default: a new one; shards of one night may share one). ``resume`` continues the
-    run ``run_id``, or the latest of this suite and shard, running only its cases without a record.
+    run ``run_id``, or the latest of this suite and shard, running only its cases without a record. Raises
+    :class:`harness.store.RunBusy` when another process runs that run (and shard) now, HarnessError when its folder
+    holds another suite's or run's manifest.
     ``on_record`` is called with each stored record (tests use it). A ``worker`` passed in (already launched,
     e.g. while suites were validated) is used and left running for the caller to stop; an executor passed in
     is started here and left for the caller to stop. ``compact``: once the run is finished (every shard's
     manifest says so), merge its part files into one file (:mod:`harness.compaction`).
     """
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, emoji=False)
     store = ResultStore(results_dir)
     cases = list(suite.cases)
     if shard is not None:
         cases = select_shard(cases, lambda c: estimate_cost_s(c, _metric_options(suite, c)), shard)
-    planned = len(cases)
     if resume:
         run_id = run_id or _latest_run_id(store, suite.name, shard)
         if run_id is None:
-            console.print(f"resume: no earlier run of {suite.name}{_shard_text(shard)} in {results_dir}; a new run")
-        else:
-            done = store.case_ids_in_run(suite.name, run_id)
-            cases = [c for c in cases if c.case_id not in done]
-            console.print(f"resume: run {run_id}: {planned - len(cases)} case(s) already recorded, {len(cases)} to run")
-    summary = RunSummary(run_id=run_id or new_run_id(), suite=suite.name, results_dir=Path(results_dir),
+            console.print(f"resume: no earlier run of {markup_text(suite.name)}{_shard_text(shard)} in "
+                          f"{markup_text(results_dir)}; a new run", highlight=False, soft_wrap=True, emoji=False)
+    resumed = resume and run_id is not None
+    run_id = run_id or new_run_id()
+    lock = f"_run.{shard.slug}.lock" if shard else "_run.lock"
+    with store.claim_run(suite.name, run_id, lock) if cases else contextlib.nullcontext():
+        return _run_cases(suite, store, cases, run_id, resumed, console=console, show_progress=show_progress,
+                          on_record=on_record, worker=worker, executor=executor, shard=shard, compact=compact,
+                          resume=resume)
+
+
+def _run_cases(suite: Suite, store: ResultStore, cases: list[Case], run_id: str, resumed: bool, *,
+               console: Console, show_progress: bool, on_record: Callable[[dict[str, Any]], None] | None,
+               worker: WorkerProcess | None, executor: Executor | None, shard: Shard | None, compact: bool,
+               resume: bool) -> RunSummary:
+    """Run ``cases`` as run ``run_id`` (claimed by :func:`run_suite`; ``resumed``: only those without a record in
+    it, read now that no other process runs it), storing each record as it is done; return the run's summary."""
+    planned = len(cases)
+    if resumed:
+        done = store.case_ids_in_run(suite.name, run_id)
+        cases = [c for c in cases if c.case_id not in done]
+        console.print(f"resume: run {markup_text(run_id)}: {planned - len(cases)} case(s) already recorded, "
+                      f"{len(cases)} to run", highlight=False, soft_wrap=True, emoji=False)
+    summary = RunSummary(run_id=run_id, suite=suite.name, results_dir=store.root,
                          skipped_by_resume=planned - len(cases))
     columns = record_columns()
     owns_worker = executor is None and worker is None
@@ -186,7 +211,7 @@ def run_suite(
     manifest_name = f"_run.{shard.slug}.json" if shard else "_run.json"
     started = time.perf_counter()
     progress = Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),  # suite names and labels: plain text
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -199,13 +224,14 @@ def run_suite(
              for case in cases]
     try:
         with progress:
-            bar = progress.add_task(suite.name, total=len(cases))
+            bar = progress.add_task(visible_controls(suite.name), total=len(cases))
             if cases:
-                progress.update(bar, description=f"{suite.name}: starting the {executor.name} executor")
+                progress.update(bar, description=f"{visible_controls(suite.name)}: starting the "
+                                                 f"{executor.name} executor")
                 env = executor.start()
                 manifest |= {"started_utc": datetime.now(timezone.utc).isoformat(), "env": env}
                 store.write_manifest(suite.name, summary.run_id, manifest, name=manifest_name)
-                progress.update(bar, description=f"{suite.name}: {cases[0].label}")
+                progress.update(bar, description=visible_controls(f"{suite.name}: {cases[0].label}"))
             for task, outcome in executor.run(tasks):
                 record = build_record(suite, task.case, summary.run_id, outcome.get("env") or env, outcome)
                 record |= {"executor": executor.name, "shard": str(shard) if shard else None}
@@ -220,7 +246,7 @@ def run_suite(
                 progress.advance(bar)
                 done = sum(summary.counts.values())
                 if done < len(tasks):
-                    progress.update(bar, description=f"{suite.name}: {tasks[done].case.label}")
+                    progress.update(bar, description=visible_controls(f"{suite.name}: {tasks[done].case.label}"))
     except KeyboardInterrupt:
         summary.interrupted = True
         console.print("[yellow]interrupted: the cases in flight were dropped; finished cases are kept "
@@ -238,8 +264,9 @@ def run_suite(
 
         done = compact_run(store.run_dir(suite.name, summary.run_id))
         if done.path is not None:
-            console.print(f"{suite.name}: {done.records} record(s) of run {summary.run_id} compacted into "
-                          f"{done.path.name}", highlight=False, soft_wrap=True)
+            console.print(f"{markup_text(suite.name)}: {done.records} record(s) of run {markup_text(summary.run_id)} "
+                          f"compacted into {markup_text(done.path.name)}", highlight=False, soft_wrap=True,
+                          emoji=False)
     return summary
 
 
@@ -260,7 +287,7 @@ def _latest_run_id(store: ResultStore, suite: str, shard: Shard | None) -> str |
 
 def _report_case(console: Console, record: dict[str, Any]) -> None:
     style = {"ok": "green", "failed": "red", "skipped": "yellow"}[record["status"]]
-    line = f"[{style}]{record['status']:>7}[/] {escape(record['label'])}"
+    line = f"[{style}]{record['status']:>7}[/] {markup_text(record['label'])}"
     if record.get("latency_ms_median") is not None:
         line += f"  {record['latency_ms_median']:.2f} ms (IQR {record['latency_ms_iqr']:.2f})"
     if record.get("macs") is not None:
@@ -272,5 +299,5 @@ def _report_case(console: Console, record: dict[str, Any]) -> None:
     if record.get("acc_top1") is not None:
         line += f"  top-1 {record['acc_top1'] * 100:.1f}%"
     if record["error"]:
-        line += f"  [dim]{escape(record['error'].splitlines()[0])}"
-    console.print(line, highlight=False, soft_wrap=True)
+        line += f"  [dim]{markup_text(record['error'].splitlines()[0])}"
+    console.print(line, highlight=False, soft_wrap=True, emoji=False)

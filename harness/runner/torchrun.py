@@ -15,10 +15,8 @@ sets ``threads``.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import pickle
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,8 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.runner.parent import die_with_parent_signal
+
 OUTPUT_TAIL_CHARS = 3000
-PR_SET_PDEATHSIG = 1
 
 
 def needs_group(case: Any) -> bool:
@@ -52,7 +51,8 @@ def launch(case: Any, metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
                    f"--nproc-per-node={case.world_size}", "-m", "harness.runner.rank",
                    str(folder / "task.pkl"), str(folder)]
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False,
+                              preexec_fn=die_with_parent_signal)  # torchrun dies with the worker
         outcomes = {int(p.stem.removeprefix("rank")): pickle.loads(p.read_bytes()) for p in folder.glob("rank*.pkl")}
     duration_s = time.perf_counter() - start
     failed = [(r, o) for r, o in sorted(outcomes.items()) if o["status"] == "failed"]
@@ -66,15 +66,3 @@ def launch(case: Any, metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
         return {"status": "failed", "values": {}, "duration_s": duration_s, "failure_class": "crash",
                 "error": f"TorchrunError: torchrun exited with status {done.returncode}\n{tail}"}
     return outcomes[0] | {"duration_s": duration_s}
-
-
-def die_with_parent() -> None:
-    """Ask Linux to kill this process when its parent (torchrun) dies; torchrun starts each process in a
-    session of its own, so killing the worker's process group does not reach it otherwise. No-op elsewhere."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    except OSError:
-        return
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() == 1:  # the parent died before prctl took effect
-        os._exit(1)
