@@ -68,9 +68,9 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.report.tables import latest_per_case
 from harness.seed_stats import Judgement, judge, seed_groups
 from harness.store import ResultStore, json_value
+from harness.store_query import latest_per_case
 
 REGRESSED = "regressed"
 IMPROVED = "improved"

@@ -4,7 +4,7 @@ against its group's baseline row (Δ of the means and a t-test's p-value). Torch
 The one place where seeds are aggregated: the report's tables and plots, ``harness export`` and ``harness compare``
 all read :func:`seed_groups` and :func:`against_baseline`.
 
-- **Groups.** The latest record of each case is taken (:func:`harness.report.tables.latest_per_case`); the ok
+- **Groups.** The latest record of each case is taken (:func:`harness.store_query.latest_per_case`); the ok
   records of one suite that share a ``group_id`` (the case at seed 0: every field but the seed the same) form a
   group, one value per seed.
 - **Summary** of each column of :data:`SEEDED_COLUMNS` (accuracy and the training's final loss): n, mean, std

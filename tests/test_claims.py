@@ -14,8 +14,8 @@ from harness.case import Case
 from harness.claims import bounds_text, claim_rows, summary_lines, verdict
 from harness.cli import main
 from harness.report import render_report
-from harness.report.tables import latest_per_case
 from harness.store import ResultStore
+from harness.store_query import latest_per_case
 from harness.suite import SuiteError, load_suite, parse_suite
 from harness.zoo.registry import create_model
 from tests.records import make_record

@@ -21,9 +21,10 @@ import pandas as pd
 import pytest
 
 from harness.report.compression import compression_rows
-from harness.report.tables import compression_table, latest_per_case
+from harness.report.tables import compression_table
 from harness.runner import run_suite
 from harness.store import ResultStore
+from harness.store_query import latest_per_case
 from harness.suite import parse_suite
 
 pytestmark = pytest.mark.slow

@@ -78,6 +78,7 @@ def test_no_retry_when_the_suite_disables_it():
     assert worker.batches == [16] and outcome["oom_retries"] == 0 and outcome["failure_class"] == "oom"
 
 
+@pytest.mark.slow  # a real run through every fault (35 s); each class is also checked alone above
 def test_a_suite_of_faults_among_good_cases_records_each_in_its_class(write_suite, tmp_path):
     suite = load_suite(write_suite(
         "defaults: {resolution: 16}\n"

@@ -13,9 +13,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from harness.runner.shard import Shard, estimate_cost_s, select_shard
 from harness.store import ResultStore
 from harness.suite import load_suite
+
+pytestmark = pytest.mark.slow  # kill -9 of real runs at random moments, shards (70 s)
 
 SUITE = """\
 name: durable

@@ -10,8 +10,8 @@ import pandas as pd
 
 from harness.case import Case
 from harness.report.plots import HEIGHT, Axis, Point, Series, accuracy_latency_plot, chart, error_batch_plot
-from harness.report.tables import latest_per_case
 from harness.store import ResultStore
+from harness.store_query import latest_per_case
 from tests.records import RICH_COLUMNS, make_record
 
 #: An error bar: x, then the pixel of its low end and of its high end.

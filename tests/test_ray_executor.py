@@ -101,6 +101,7 @@ def test_without_ray_installed_the_executor_says_how_to_get_it(monkeypatch):
         RayExecutor()
 
 
+@pytest.mark.slow  # a whole suite on a local Ray cluster (20 s)
 def test_a_suite_runs_end_to_end_with_failures_isolated(executor, write_suite, tmp_path):
     suite = load_suite(write_suite(
         "matrix:\n  model: [tiny_cnn]\n  resolution: [16, 24, 32]\n"

@@ -12,10 +12,11 @@ import pytest
 from scipy import stats
 
 from harness.case import Case
-from harness.report.tables import latest_per_case, seeds_table
+from harness.report.tables import seeds_table
 from harness.runner import run_suite
 from harness.seed_stats import PAIRED, WELCH, against_baseline, judge, seed_groups, summarize_seeds
 from harness.store import ResultStore
+from harness.store_query import latest_per_case
 from harness.suite import SuiteError, load_suite, parse_suite
 from tests.records import RICH_COLUMNS, make_record
 

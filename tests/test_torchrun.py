@@ -5,9 +5,13 @@ from __future__ import annotations
 import subprocess
 import time
 
+import pytest
+
 from harness.runner import run_suite
 from harness.store import ResultStore
 from harness.suite import load_suite
+
+pytestmark = pytest.mark.slow  # torchrun groups of real processes (55 s)
 
 LATENCY = "latency: {warmup_min: 1, warmup_max_s: 0.2, min_repeats: 3, min_time_s: 0.05, max_time_s: 0.3}"
 

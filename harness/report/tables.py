@@ -25,6 +25,7 @@ from harness.report.columns import (
     Display,
 )
 from harness.store import is_missing
+from harness.store_query import last_positions, latest_per_case, time_keys
 
 #: Case fields by which rows are listed in a table, in order.
 ROW_ORDER = ["model", "batch", "resolution", "device", "dtype"]
@@ -110,34 +111,6 @@ class RunSummary:
     counts: dict[str, int]
     environment: dict[str, str]
     problems: list[dict[str, str]] = field(default_factory=list)
-
-
-def time_keys(values: pd.Series) -> np.ndarray:
-    """Return ``values`` (timestamps) as int64 keys that sort like them (NaT first)."""
-    return pd.DatetimeIndex(values).asi8
-
-
-def last_positions(codes: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Return, for each distinct code, the position (an element of ``order``) of its last occurrence when the
-    rows are taken in ``order``; the positions come in ``order``'s order."""
-    if order.size == 0:
-        return order
-    ordered = codes[order]
-    _, first_from_end = np.unique(ordered[::-1], return_index=True)
-    return np.sort(order.size - 1 - first_from_end)
-
-
-def latest_per_case(frame: pd.DataFrame) -> pd.DataFrame:
-    """Return, per (suite, case_id), the most recent record, preferring ok records over others (rows ordered
-    by status ok last, then time)."""
-    if frame.empty:
-        return frame
-    suites, _ = pd.factorize(frame["suite"], use_na_sentinel=False)
-    cases, case_names = pd.factorize(frame["case_id"], use_na_sentinel=False)
-    key = suites.astype(np.int64) * max(len(case_names), 1) + cases
-    ok = (frame["status"] == "ok").to_numpy(dtype=bool, na_value=False)
-    order = np.lexsort((time_keys(frame["timestamp_utc"]), ok))  # by ok, then time; stable
-    return frame.iloc[order[last_positions(key, order)]]
 
 
 def _number(value: Any) -> float | None:
