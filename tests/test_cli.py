@@ -120,9 +120,10 @@ def test_bench_json_has_latency_throughput_and_samples(capsys):
             "--json"]
     assert main(args) == 0
     result = json.loads(capsys.readouterr().out)
-    assert {"latency_ms_median", "latency_ms_iqr", "throughput", "samples"} <= set(result)
-    assert result["throughput"] == pytest.approx(2 / (result["latency_ms_median"] / 1e3))
-    assert len(result["samples"]) == result["latency_repeats"] and result["batch"] == 2
+    assert {"latency_ms_median", "latency_ms_iqr", "throughput_samples_per_s", "latency_ms_samples"} <= set(result)
+    assert not {"throughput", "samples"} & set(result)  # one key per value
+    assert result["throughput_samples_per_s"] == pytest.approx(2 / (result["latency_ms_median"] / 1e3))
+    assert len(result["latency_ms_samples"]) == result["latency_repeats"] and result["batch"] == 2
 
 
 def test_bench_reports_a_case_that_cannot_run(capsys):
@@ -144,3 +145,36 @@ def test_profile_counts_the_swapped_norm(capsys):
     assert counts["sn"]["coverage"] == 1.0
     with pytest.raises(SystemExit):
         main(["profile", "tiny_cnn", "--norm", "batchnorm"])
+
+
+def test_list_models_takes_a_part_of_the_name_or_a_pattern(capsys):
+    assert main(["list", "models", "res2net50_26"]) == 0
+    names = [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()]
+    assert "res2net50_26w_4s" in names and all("res2net50_26" in n for n in names)
+    assert main(["list", "models", "resnet5?"]) == 0  # a wildcard: the whole name must match
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == ["resnet50"]
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    """`harness list models | head -1`: the reader leaves while harness writes; no traceback, exit status 1."""
+    import fcntl
+    import os
+
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, 1031, 4096)  # F_SETPIPE_SZ: a 4 KiB pipe, so the ~40 KB list blocks on it
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "list", "models"], stdout=write_end,
+                            stderr=subprocess.PIPE)
+    os.close(write_end)
+    assert os.read(read_end, 64)
+    os.close(read_end)
+    _, err = proc.communicate(timeout=120)
+    assert b"Traceback" not in err and proc.returncode == 1, err.decode()
+
+
+def test_profile_lists_the_top_20_with_full_names(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "60")  # a narrow terminal: the widest names must fold, not be cut
+    assert main(["profile", "resnet18"]) == 0
+    out = capsys.readouterr().out
+    assert "(the 20 modules with most MACs; --top 0 lists all)" in out
+    names = "".join(line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│"))
+    assert "ResNet.layer4.0.downsample.0" in names and "…" not in out  # long names folded over lines, not cut

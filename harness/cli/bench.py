@@ -52,7 +52,8 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--timeout", type=float, default=900.0, help="kill the case after this many seconds")
     parser.add_argument("--complexity", action="store_true", help="also count params, MACs and memory access cost")
     parser.add_argument("--json", action="store_true",
-                        help="print one JSON object (latency_ms_median, latency_ms_iqr, throughput, samples, ...)")
+                        help="print one JSON object, keys as the record's columns (latency_ms_median, latency_ms_iqr, "
+                        "throughput_samples_per_s, latency_ms_samples, ...)")
     parser.set_defaults(func=run)
 
 
@@ -82,8 +83,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
         err.print(f"[red]{outcome['status']}:[/] {markup_text(outcome['error'])}", soft_wrap=True)
         return EXIT_FAILED_CASES
     values = outcome["values"]
-    result = {"case": case.label, **case.to_dict(), **values,
-              "throughput": values["throughput_samples_per_s"], "samples": values["latency_ms_samples"]}
+    result = {"case": case.label, **case.to_dict(), **values}  # one key per value, named as the record's columns
     if args.json:
         print(json.dumps(result, default=str))
         return EXIT_OK

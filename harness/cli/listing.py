@@ -16,7 +16,9 @@ def add_parser(sub: Any) -> None:
     parser = sub.add_parser("list", help="list models or metrics",
                             description="List model names a suite can use (the zoo's and timm's) or metric families.")
     parser.add_argument("what", choices=["models", "metrics"], help="what to list")
-    parser.add_argument("pattern", nargs="?", default="*", help="shell-style pattern for models (default: *)")
+    parser.add_argument("pattern", nargs="?", default="*",
+                        help="a part of the name (res), or a shell-style pattern when it has *, ? or [ "
+                        "('resnet*'); default: every model")
     parser.set_defaults(func=run)
 
 

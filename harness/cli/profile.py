@@ -27,7 +27,8 @@ def add_parser(sub: Any) -> None:
                         help="element size for mac_bytes (default: %(default)s)")
     parser.add_argument("--by", choices=["module", "op"], default="module", help="rows per module or per ATen op")
     add_norm_argument(parser)
-    parser.add_argument("--top", type=int, default=0, metavar="N", help="only the N rows with most MACs (0: all)")
+    parser.add_argument("--top", type=int, default=20, metavar="N",
+                        help="only the N rows with most MACs (default: %(default)s; 0: all)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (params, macs, flops, mac_bytes, coverage, ..., breakdown)")
     parser.set_defaults(func=run)
@@ -47,14 +48,16 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     shape = "x".join(map(str, args.input))
     norm = "" if args.norm == "native" else f" · norm {args.norm}"
     table = Table(title=f"{markup_text(args.model)} · input {shape} · {args.dtype}{norm}", title_justify="left")
-    table.add_column(args.by)
-    for header in ("MACs (M)", "FLOPs (M)", "MAC (MB)", "share of MACs"):
+    table.add_column(args.by, overflow="fold")  # full names, folded rather than cut on a narrow terminal
+    for header in ("MACs (M)", "FLOPs (M)", "Mem. access (MB)", "share of MACs"):
         table.add_column(header, justify="right")
     macs_total = prof.totals["macs"] or 1
     for row in prof.rows:
         table.add_row(markup_text(row[args.by]), f"{row['macs'] / 1e6:,.2f}", f"{row['flops'] / 1e6:,.2f}",
                       f"{row['mac_bytes'] / 1e6:,.2f}", f"{row['macs'] / macs_total:.1%}")
     out.print(table)
+    if args.top and len(prof.rows) == args.top:
+        out.print(f"(the {args.top} {args.by}s with most MACs; --top 0 lists all)", highlight=False, soft_wrap=True)
     t = prof.totals
     out.print(f"params {t['params']:,} ({t['params'] / 1e6:.2f} M) · macs {t['macs'] / 1e9:.4f} G · "
               f"flops {t['flops'] / 1e9:.4f} G · mac_bytes {t['mac_bytes'] / 1e6:.1f} MB · "

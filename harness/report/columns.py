@@ -26,7 +26,7 @@ DISPLAYS: tuple[Display, ...] = (
     Display("macs", "MACs (G)", 1e-9, "{:.3f}"),
     Display("flops", "FLOPs (G)", 1e-9, "{:.3f}"),
     Display("macs_nonzero", "Nonzero MACs (G)", 1e-9, "{:.3f}"),
-    Display("mac_bytes", "MAC (MB)", 1e-6, "{:.1f}"),
+    Display("mac_bytes", "Mem. access (MB)", 1e-6, "{:.1f}"),
     Display("model_bytes", "Model (MB)", 1e-6, "{:.2f}"),
     Display("compress_storage_bytes", "Shared storage (MB)", 1e-6, "{:.2f}"),
     Display("compress_sparsity", "Sparsity (%)", 100.0, "{:.1f}", ""),

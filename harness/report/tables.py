@@ -535,7 +535,7 @@ def _scaled_cell(value: Any, scale: float, fmt: str, note: str = "") -> Cell:
 #: scale, format.
 COMPRESSION_COLUMNS: tuple[tuple[str, str, float, str], ...] = (
     ("params", "Params (M)", 1e-6, "{:.2f}"), ("macs", "MACs (G)", 1e-9, "{:.3f}"),
-    ("macs_nonzero", "Nonzero MACs (G)", 1e-9, "{:.3f}"), ("mac_bytes", "MAC bytes (MB)", 1e-6, "{:.1f}"),
+    ("macs_nonzero", "Nonzero MACs (G)", 1e-9, "{:.3f}"), ("mac_bytes", "Mem. access (MB)", 1e-6, "{:.1f}"),
     ("compression_ratio", "Compression (×)", 1.0, "{:.2f}"), ("latency_ms_median", "Latency (ms)", 1.0, "{:.2f}"),
     ("speedup", "Speed-up (×)", 1.0, "{:.2f}"),
 )

@@ -83,8 +83,11 @@ def is_known_model(name: str) -> bool:
 
 
 def list_models(pattern: str = "*") -> list[tuple[str, str]]:
-    """Return sorted ``(name, origin)`` pairs matching the fnmatch ``pattern``; origin ``timm`` for timm's."""
+    """Return sorted ``(name, origin)`` pairs matching ``pattern`` — an fnmatch pattern when it has a wildcard
+    (``*``, ``?``, ``[``), else a substring of the name; origin ``timm`` for timm's."""
     _ensure_loaded()
+    if not any(c in pattern for c in "*?["):
+        pattern = f"*{pattern}*"
     found = {n: e.origin for n, e in _REGISTRY.items() if fnmatch.fnmatchcase(n, pattern)}
     for n in _timm_names(pattern):
         found.setdefault(n, "timm")
