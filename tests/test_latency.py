@@ -79,3 +79,19 @@ def test_noisy_flag_follows_the_spread():
     steady = latency.measure(Spinner(itertools.repeat(2.0)), torch.zeros(1), Case("spin"), opts)
     jumpy = latency.measure(Spinner(itertools.cycle([1.0, 3.0])), torch.zeros(1), Case("spin"), opts)
     assert not steady["latency_noisy"] and jumpy["latency_noisy"]
+
+
+def test_too_few_samples_are_noisy_whatever_their_spread():
+    """The time cap ends sampling before min_repeats: 3 steady samples say nothing about the noise."""
+    opts = latency.Options(min_repeats=50, min_time_s=0.0, max_time_s=0.02, block_min_ms=0, warmup_min=0)
+    out = latency.measure(Spinner(itertools.repeat(8.0)), torch.zeros(1), Case("spin"), opts)
+    assert out["latency_repeats"] < 50 and out["latency_noisy"]
+    assert out["latency_noisy_reason"] == (f"{out['latency_repeats']} samples < min_repeats 50 (the time cap ended "
+                                           "sampling)")
+
+
+def test_noisy_reason_names_the_spread():
+    opts = latency.Options(min_repeats=2, noisy_threshold=0.1)
+    assert latency.noisy_columns(0.25, 10, opts) == {"latency_noisy": True,
+                                                     "latency_noisy_reason": "IQR/median 0.25 > 0.1"}
+    assert latency.noisy_columns(0.05, 10, opts) == {"latency_noisy": False, "latency_noisy_reason": None}

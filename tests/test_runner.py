@@ -115,3 +115,25 @@ def test_a_worker_still_starting_is_killed_at_once_and_a_ready_one_exits_cleanly
     proc = ready._proc
     ready.stop()
     assert proc.exitcode == 0
+
+
+def test_a_noisy_timing_says_so_and_why_and_the_summary_counts_it():
+    from collections import Counter
+    from io import StringIO
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from harness.runner.run import RunSummary, _report_case
+
+    console = Console(file=StringIO(), width=200)
+    _report_case(console, {"status": "ok", "label": "m b1", "latency_ms_median": 5.0, "latency_ms_iqr": 2.0,
+                           "latency_noisy": True, "latency_noisy_reason": "IQR/median 0.40 > 0.1", "error": None})
+    _report_case(console, {"status": "ok", "label": "q b1", "latency_ms_median": 5.0, "latency_ms_iqr": 0.1,
+                           "latency_noisy": False, "latency_noisy_reason": None, "error": None})
+    first, second = console.file.getvalue().splitlines()
+    assert first.endswith("5.00 ms (IQR 2.00) noisy (IQR/median 0.40 > 0.1)") and "noisy" not in second
+    summary = RunSummary("r", "s", Path("."), counts=Counter(ok=3), noisy=2, timed=3)
+    assert summary.describe() == "3 ok, 2 of 3 timings noisy"
+    assert summary.noisy_advice().startswith("2 of 3 timings are noisy (their lines say why)")
+    assert RunSummary("r", "s", Path("."), counts=Counter(ok=3), timed=3).noisy_advice() is None

@@ -92,7 +92,8 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
               f"{values['latency_ms_ci_high']:.3f}), {values['throughput_samples_per_s']:.1f} samples/s, "
               f"{values['latency_repeats']} samples × {values['latency_block']} call(s), "
               f"{values['latency_threads']} thread(s), timer {values['latency_timer']}"
-              + (" [yellow](noisy)[/]" if values["latency_noisy"] else ""), highlight=False, soft_wrap=True)
+              + (f" [yellow]noisy[/] ({markup_text(values['latency_noisy_reason'])})" if values["latency_noisy"]
+                 else ""), highlight=False, soft_wrap=True)
     if args.mode == "train":
         out.print("  forward+loss {latency_ms_forward_median:.3f} ms · backward {latency_ms_backward_median:.3f} ms · "
                   "optimizer {latency_ms_optimizer_median:.3f} ms".format(**values), highlight=False)

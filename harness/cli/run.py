@@ -98,6 +98,8 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
                       f"{summary.wall_s:.1f} s → {markup_text(summary.results_dir)} "
                       f"(run {markup_text(summary.run_id)})",
                       highlight=False, soft_wrap=True)
+            if summary.noisy_advice():
+                err.print(f"[yellow]note:[/] {summary.noisy_advice()}", highlight=False, soft_wrap=True)
             if suite.claim_pairs:
                 _print_claims(out, suite.name, summary.results_dir, summary.run_id)
             if summary.interrupted:

@@ -25,7 +25,9 @@ per-device batch, a training step goes through DistributedDataParallel, process 
 and sampling stop, and process 0's samples are recorded.
 
 ``latency_ms_*`` are milliseconds per batch; ``throughput_samples_per_s`` = batch × world_size / median
-seconds; ``latency_noisy`` is true when IQR / median exceeds ``noisy_threshold``.
+seconds; ``latency_noisy`` is true when IQR / median exceeds ``noisy_threshold`` or when the time cap ended
+sampling with fewer than ``min_repeats`` samples (too few to say how noisy they are); ``latency_noisy_reason`` says
+which, in words.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ COLUMNS: dict[str, str] = {
     "latency_gpu_state_start": "string",
     "latency_gpu_state_end": "string",
     "latency_noisy": "bool",
+    "latency_noisy_reason": "string",
     "throughput_samples_per_s": "float64",
 }
 
@@ -270,6 +273,17 @@ def gpu_state_json(case: Case) -> str | None:
         return json.dumps(gpu_state(handle_for_uuid(cuda_device_uuid(torch.cuda.current_device()))))
 
 
+def noisy_columns(relative_iqr: float, samples: int, options: Options) -> dict[str, Any]:
+    """Return ``latency_noisy`` and ``latency_noisy_reason`` (None when not noisy) of a measurement whose IQR /
+    median is ``relative_iqr`` over ``samples`` samples."""
+    reasons = []
+    if samples < options.min_repeats:
+        reasons.append(f"{samples} samples < min_repeats {options.min_repeats} (the time cap ended sampling)")
+    if relative_iqr > options.noisy_threshold:
+        reasons.append(f"IQR/median {relative_iqr:.2f} > {options.noisy_threshold:g}")
+    return {"latency_noisy": bool(reasons), "latency_noisy_reason": "; ".join(reasons) or None}
+
+
 def measure(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: Options) -> dict[str, Any]:
     """Return latency statistics (ms per batch), raw samples, throughput (samples/s) and the protocol."""
     timer_name = "cuda" if case.device == "cuda" else "cpu"
@@ -297,7 +311,7 @@ def measure(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: O
         "latency_cuda_graph": options.cuda_graph if case.device == "cuda" else None,
         "latency_gpu_state_start": state_start,
         "latency_gpu_state_end": gpu_state_json(case),
-        "latency_noisy": stats["iqr"] / stats["median"] > options.noisy_threshold,
+        **noisy_columns(stats["iqr"] / stats["median"], len(timed["samples_ms"]), options),
         "throughput_samples_per_s": case.batch * case.world_size / (stats["median"] / 1e3),
     }
     return out

@@ -84,6 +84,9 @@ class RunSummary:
     interrupted: bool = False
     wall_s: float = 0.0
     measured_window_s: float = 0.0
+    #: records whose latency is flagged noisy (``latency_noisy``) / records with a latency at all.
+    noisy: int = 0
+    timed: int = 0
 
     @property
     def failed(self) -> int:
@@ -102,13 +105,24 @@ class RunSummary:
                 parts.append(text)
         if self.skipped_by_resume:
             parts.append(f"{self.skipped_by_resume} already recorded (resume)")
+        if self.noisy:
+            parts.append(f"{self.noisy} of {self.timed} timings noisy")
         return ", ".join(parts) or "no case run"
+
+    def noisy_advice(self) -> str | None:
+        """Return what to do about noisy timings when some were (None when none was)."""
+        if not self.noisy:
+            return None
+        return (f"{self.noisy} of {self.timed} timings are noisy (their lines say why): their medians move between "
+                "runs more than within one. A longer latency max_time_s, a fixed `threads`, or a quiet machine "
+                "(no other load, fixed CPU frequency) steadies them; compare them with care.")
 
     def as_json(self) -> dict[str, Any]:
         """Return the summary as JSON-able data: counts per status and per failure class, wall seconds."""
         return {"run_id": self.run_id, "suite": self.suite, "results_dir": str(self.results_dir),
                 "counts": dict(self.counts), "failure_classes": dict(self.failure_classes),
-                "skipped_by_resume": self.skipped_by_resume, "interrupted": self.interrupted, "wall_s": self.wall_s}
+                "skipped_by_resume": self.skipped_by_resume, "interrupted": self.interrupted, "wall_s": self.wall_s,
+                "noisy": self.noisy, "timed": self.timed}
 
 
 def build_record(
@@ -240,6 +254,8 @@ def _run_cases(suite: Suite, store: ResultStore, cases: list[Case], run_id: str,
                 if record["failure_class"]:
                     summary.failure_classes[record["failure_class"]] += 1
                 summary.measured_window_s += record.get("latency_window_s") or 0.0
+                summary.timed += record.get("latency_ms_median") is not None
+                summary.noisy += bool(record.get("latency_noisy"))
                 _report_case(console, record)
                 if on_record is not None:
                     on_record(record)
@@ -290,6 +306,8 @@ def _report_case(console: Console, record: dict[str, Any]) -> None:
     line = f"[{style}]{record['status']:>7}[/] {markup_text(record['label'])}"
     if record.get("latency_ms_median") is not None:
         line += f"  {record['latency_ms_median']:.2f} ms (IQR {record['latency_ms_iqr']:.2f})"
+        if record.get("latency_noisy"):
+            line += f" [yellow]noisy[/] ({markup_text(record.get('latency_noisy_reason') or 'IQR/median')})"
     if record.get("macs") is not None:
         line += f"  {record['macs'] / 1e9:.3f} GMACs"
     if record.get("det_fps") is not None:
