@@ -341,6 +341,7 @@ def parse_suite(text: str, file: str = "<suite>", default_name: str = "suite") -
         said = {p.where for p in problems}  # a value the loader could not read is not reported twice
         found = (_problem_from_pydantic(file, loaded, err) for err in exc.errors())
         problems += [p for p in found if p.where not in said]
+        problems += _unknown_metric_names(loaded.data.get("metrics"), file, loaded)  # said in the same pass
         raise SuiteError(sorted(problems, key=lambda p: p.line)) from None
     problems += _check_bounds(spec, file, loaded)
     if problems:  # the file's shape is wrong: said before the checks below import torch
@@ -549,15 +550,7 @@ def _validate_metrics(
     for index, (name, options) in enumerate(items.items()):
         key: Any = index if isinstance(raw, list) else name
         if name not in metric_names():
-            problems.append(
-                SuiteProblem(
-                    file,
-                    loaded.line_of(("metrics", key)),
-                    _dotted(("metrics", key)),
-                    f"unknown metric {shown(name)}{_suggest(name, metric_names())}; "
-                    f"expected one of: {', '.join(metric_names())}",
-                )
-            )
+            problems.append(_unknown_metric_problem(name, key, file, loaded))
             continue
         checks = [((), get_metric(name).Options, options)]
         if "where" in options:
@@ -577,6 +570,24 @@ def _validate_metrics(
     if not items:
         problems.append(SuiteProblem(file, loaded.line_of(("metrics",)), "metrics", "no metric to take"))
     return metrics, where
+
+
+def _unknown_metric_problem(name: str, key: Any, file: str, loaded: LoadedYaml) -> SuiteProblem:
+    from harness.metrics import metric_names
+
+    return SuiteProblem(file, loaded.line_of(("metrics", key)), _dotted(("metrics", key)),
+                        f"unknown metric {shown(name)}{_suggest(name, metric_names())}; "
+                        f"expected one of: {', '.join(metric_names())}")
+
+
+def _unknown_metric_names(raw: Any, file: str, loaded: LoadedYaml) -> list[SuiteProblem]:
+    """Return the unknown metric names of a suite's raw ``metrics`` (a list of names or a mapping), for a file whose
+    schema is wrong elsewhere: the names are checked in the same pass (torch-free: the metric table is static)."""
+    from harness.metrics import metric_names
+
+    keys = list(enumerate(raw)) if isinstance(raw, list) else [(k, k) for k in raw] if isinstance(raw, dict) else []
+    return [_unknown_metric_problem(name, key, file, loaded) for key, name in keys
+            if isinstance(name, str) and name not in metric_names()]
 
 
 def _case_mentions(spec: SuiteFile, name: str) -> Iterable[tuple[tuple[Any, ...], Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.case import Case
-from harness.suite import SuiteError, load_suite
+from harness.suite import SuiteError, load_suite, parse_suite
 
 # (id, yaml text, expected line, expected fragment of the message)
 MALFORMED = [
@@ -150,3 +150,13 @@ def test_published_values_match_cases(write_suite):
     tiny, resnet = suite.cases
     assert suite.published_for(tiny) == []
     assert {p["metric"]: p["value"] for p in suite.published_for(resnet)} == {"params": 11.7e6, "macs": 1.8e9}
+
+
+def test_a_wrong_type_and_an_unknown_metric_are_said_in_one_pass():
+    text = "matrix:\n  model: [resnet18]\n  batch: [abc]\nmetrics: {latncy: {}}\n"
+    with pytest.raises(SuiteError) as info:
+        parse_suite(text, "s.yaml")
+    assert [str(p) for p in info.value.problems] == [
+        "s.yaml:3: matrix.batch[0]: expected an integer, got 'abc'",
+        "s.yaml:4: metrics.latncy: unknown metric 'latncy' (did you mean 'latency'?); expected one of: accuracy, "
+        "box_simulation, complexity, compression, detection, energy, latency, memory"]
