@@ -669,9 +669,10 @@ def _check_models(spec: SuiteFile, file: str, loaded: LoadedYaml) -> list[SuiteP
     from harness.zoo import is_known_model, list_models
 
     problems = []
+    known: list[str] = []  # every model name, listed once, for the suggestions
     for path, name in _case_mentions(spec, "model"):
         if not is_known_model(name):
-            known = [n for n, _ in list_models()]
+            known = known or [n for n, _ in list_models()]
             problems.append(
                 SuiteProblem(
                     file,

@@ -23,9 +23,9 @@ from harness.terminal import markup_text
 def add_parser(sub: Any) -> None:
     """Add the ``bench`` command to the sub-command parsers ``sub``."""
     parser = sub.add_parser(
-         "bench", help="time one model (latency, throughput) without a suite",
-         description="Measure one case in a worker process with the latency protocol (warm-up, adaptive "
-         "repeats, median and IQR), like timm's benchmark.py --model. Nothing is stored.",
+        "bench", help="time one model (latency, throughput) without a suite",
+        description="Measure one case in a worker process with the latency protocol (warm-up, adaptive "
+        "repeats, median and IQR), like timm's benchmark.py --model. Nothing is stored.",
     )
     parser.add_argument("model", help="a name from `harness list models`")
     parser.add_argument("--batch", type=int, default=1, help="images per forward pass (default: %(default)s)")

@@ -78,3 +78,9 @@ def add_norm_argument(parser: argparse.ArgumentParser) -> None:
                         help="swap every BatchNorm for this normalization (bn, gn = GroupNorm of 32 groups, ln = "
                         "GroupNorm of 1 group, ln2d = channel LayerNorm, in = InstanceNorm, sn = Switchable "
                         "Norm, syncbn = synchronized BatchNorm); native keeps the model's (default)")
+
+
+def add_results_argument(parser: argparse.ArgumentParser, metavar: str | None = None) -> None:
+    """Add ``--results`` (the results directory, default ``results``) to a command that reads or writes the store."""
+    parser.add_argument("--results", default="results", metavar=metavar,
+                        help="results directory (default: %(default)s)")

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from harness.cli.common import EXIT_OK, EXIT_USAGE
+from harness.cli.common import EXIT_OK, EXIT_USAGE, add_results_argument
 from harness.terminal import markup_text
 
 
@@ -21,7 +21,7 @@ def add_parser(sub: Any) -> None:
                             "never both or neither, and kill -9 at any point loses nothing. A run still being written "
                             "(its manifest has no finished_utc) is left alone unless --force. `harness run` does this "
                             "at the end of each run; this is for older stores.")
-    parser.add_argument("--results", default="results", help="results directory (default: %(default)s)")
+    add_results_argument(parser)
     parser.add_argument("--force", action="store_true",
                         help="also compact runs whose manifest does not say they finished (runs known to be dead)")
     parser.set_defaults(func=run)

@@ -16,9 +16,9 @@ from harness.terminal import markup_text
 def add_parser(sub: Any) -> None:
     """Add the ``compare`` command to the sub-command parsers ``sub``."""
     parser = sub.add_parser(
-          "compare", help="compare two runs: regressed, improved or unchanged, per case",
-          formatter_class=argparse.RawDescriptionHelpFormatter,
-          description="""\
+        "compare", help="compare two runs: regressed, improved or unchanged, per case",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
 Compare two sets of records case by case (paired by suite and case_id, the latest ok record of each side)
 and give each case a verdict from the raw latency samples (ms per batch, lower is better):
 
@@ -38,7 +38,7 @@ and give each case a verdict from the raw latency samples (ms per batch, lower i
 Both a test and a minimum effect: a fixed percentage alone flags noise, a test alone flags changes too
 small to matter. Exit status: 1 when a case (or one of its metrics) has a verdict named by --fail-on,
 2 for bad input, else 0.""",
-          epilog="""\
+        epilog="""\
 examples:
   harness compare results-main results-pr --fail-on regressed
   harness compare 20261123T183208Z-cbb836 20261124T090000Z-1a2b3c --html reports/regressions.html

@@ -8,21 +8,21 @@ from typing import Any
 
 from rich.console import Console
 
-from harness.cli.common import EXIT_OK, EXIT_USAGE
+from harness.cli.common import EXIT_OK, EXIT_USAGE, add_results_argument
 from harness.terminal import markup_text
 
 
 def add_parser(sub: Any) -> None:
     """Add the ``export`` command to the sub-command parsers ``sub``."""
     parser = sub.add_parser(
-           "export", help="write stored results as CSV, JSON, Markdown or pytest-benchmark JSON",
-           description="Write the stored records (by default the latest per suite and case, as the report shows) "
-           "to stdout or a file. csv: a row per record, every column, samples as a JSON array; json: a list of "
-           "records, samples as lists; markdown: a GitHub table per suite with units in the headers; "
-           "pytest-benchmark: the file `pytest --benchmark-json` writes, one benchmark per ok record with "
-           "latency samples, stats in seconds per call of a whole batch (`pytest-benchmark compare A.json B.json`).",
+        "export", help="write stored results as CSV, JSON, Markdown or pytest-benchmark JSON",
+        description="Write the stored records (by default the latest per suite and case, as the report shows) "
+        "to stdout or a file. csv: a row per record, every column, samples as a JSON array; json: a list of "
+        "records, samples as lists; markdown: a GitHub table per suite with units in the headers; "
+        "pytest-benchmark: the file `pytest --benchmark-json` writes, one benchmark per ok record with "
+        "latency samples, stats in seconds per call of a whole batch (`pytest-benchmark compare A.json B.json`).",
     )
-    parser.add_argument("--results", default="results", metavar="DIR", help="results directory (default: %(default)s)")
+    add_results_argument(parser, metavar="DIR")
     parser.add_argument("--format", choices=("csv", "json", "markdown", "pytest-benchmark"), default="csv",
                         help="output format (default: %(default)s)")
     parser.add_argument("--suite", action="append", metavar="NAME", help="only this suite (repeatable)")

@@ -15,10 +15,10 @@ from harness.terminal import markup_text
 def add_parser(sub: Any) -> None:
     """Add the ``profile`` command to the sub-command parsers ``sub``."""
     parser = sub.add_parser(
-          "profile", help="params, MACs, FLOPs, memory access cost of one model, per layer",
-          description="Count one model on meta tensors (no compute): params, macs (multiply-accumulates of "
-          "conv/linear/matmul), flops (2 x macs + other arithmetic), mac_bytes (bytes read + written by every "
-          "op, ShuffleNet V2's memory access cost), activations, op coverage, and a per-module or per-op table.",
+        "profile", help="params, MACs, FLOPs, memory access cost of one model, per layer",
+        description="Count one model on meta tensors (no compute): params, macs (multiply-accumulates of "
+        "conv/linear/matmul), flops (2 x macs + other arithmetic), mac_bytes (bytes read + written by every "
+        "op, ShuffleNet V2's memory access cost), activations, op coverage, and a per-module or per-op table.",
     )
     parser.add_argument("model", help="a name from `harness list models`")
     parser.add_argument("--input", default="1x3x224x224", type=input_shape,

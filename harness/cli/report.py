@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from harness.cli.common import EXIT_OK, EXIT_USAGE, not_a_directory
+from harness.cli.common import EXIT_OK, EXIT_USAGE, add_results_argument, not_a_directory
 from harness.terminal import markup_text
 
 
@@ -24,7 +24,7 @@ def add_parser(sub: Any) -> None:
                             "latency with roofline lines, latency distributions, error vs batch per normalization, "
                             "history across runs); run-ID.html, each run's environment and its failed and skipped "
                             "cases.")
-    parser.add_argument("--results", default="results", help="results directory (default: %(default)s)")
+    add_results_argument(parser)
     parser.add_argument("--out", default="reports", help="output directory (default: %(default)s)")
     parser.set_defaults(func=run)
 

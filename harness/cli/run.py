@@ -10,7 +10,14 @@ from typing import Any
 
 from rich.console import Console
 
-from harness.cli.common import EXIT_FAILED_CASES, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, load_suites
+from harness.cli.common import (
+    EXIT_FAILED_CASES,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_results_argument,
+    load_suites,
+)
 from harness.terminal import markup_text
 
 
@@ -20,7 +27,7 @@ def add_parser(sub: Any) -> None:
                             description="Run every case of each suite in a worker process; each finished case "
                             "is written to the results directory at once, so an interrupted run keeps its work.")
     parser.add_argument("suites", nargs="+", metavar="SUITE", help="suite YAML file(s)")
-    parser.add_argument("--results", default="results", help="results directory (default: %(default)s)")
+    add_results_argument(parser)
     parser.add_argument("--resume", action="store_true",
                         help="continue the latest run of the suite (or --run-id's): run only its cases without a "
                         "record yet (failed cases keep theirs)")

@@ -78,7 +78,7 @@ def read_store(results_dir: str | Path) -> StoreData:
         if not paths:
             return StoreData(pd.DataFrame(columns=[*BASE_COLUMNS, "_part", "_row"]), [], False)
         try:
-            return _read_dataset(paths)
+            return _read_dataset(kept)
         except (pa.ArrowException, OSError):
             if all(p.exists() for p in paths):
                 return _read_files(paths)
@@ -93,9 +93,12 @@ def _frame(tables: list[pa.Table], parts: list[np.ndarray], rows: list[np.ndarra
     return frame
 
 
-def _read_dataset(paths: list[Path]) -> StoreData:
+def _read_dataset(files: list[tuple[Path, pa.Schema]]) -> StoreData:
+    """Read the screened ``(path, schema)`` files together: their footers were read by the screening, so the
+    dataset's schema is their union, not a second reading of every footer."""
+    paths = [path for path, _schema in files]
+    schema = pa.unify_schemas([schema for _path, schema in files], promote_options="permissive")
     factory = ds.FileSystemDatasetFactory(pafs.LocalFileSystem(), [str(p) for p in paths], ds.ParquetFileFormat())
-    schema = factory.inspect(promote_options="permissive", fragments=None)  # every file's schema, unified
     dataset = factory.finish(schema)
     columns = [name for name in schema.names if name not in UNREAD]
     index = {str(p): i for i, p in enumerate(paths)}
