@@ -19,7 +19,12 @@ The statistical rule for latency (milliseconds per batch, lower is better), from
   than the minimum effect (a precise +2%) is practically no change;
 - ``inconclusive``: anything else: fewer than ``MIN_SAMPLES`` (5) samples on a side, no raw samples, or an
   interval reaching beyond ±``min_effect`` (not significant but too noisy to rule out a real change, or
-  significant but too small or too uncertain to call).
+  significant but too small or too uncertain to call);
+- ``too noisy``: either record's timing is flagged ``latency_noisy`` (its IQR / median beyond the protocol's
+  threshold, or fewer samples than its ``min_repeats``: the machine was busy or the time cap cut sampling short).
+  Such samples say how the machine behaved, not how the code performs, so no verdict is drawn from them whatever
+  the test says; the medians, the change and the test are still shown, and the reason names the noisy side.
+  ``--confirm`` measures these cases again too.
 
 Why both a test and a minimum effect: a fixed-percentage threshold alone flags noise (TorchBench raised
 its regression threshold to 30% for that reason), and a test alone flags changes too small to matter
@@ -76,6 +81,7 @@ REGRESSED = "regressed"
 IMPROVED = "improved"
 CHANGED = "changed"
 INCONCLUSIVE = "inconclusive"
+TOO_NOISY = "too noisy"
 NOT_COMPARABLE = "not comparable"
 MISSING_IN_BASELINE = "missing in baseline"
 MISSING_IN_CANDIDATE = "missing in candidate"
@@ -83,8 +89,8 @@ REFERENCE = "reference"
 UNCHANGED = "unchanged"
 
 #: Every verdict, in the order they are listed (most urgent first).
-VERDICTS: tuple[str, ...] = (REGRESSED, IMPROVED, CHANGED, INCONCLUSIVE, NOT_COMPARABLE, MISSING_IN_BASELINE,
-                             MISSING_IN_CANDIDATE, REFERENCE, UNCHANGED)
+VERDICTS: tuple[str, ...] = (REGRESSED, IMPROVED, CHANGED, INCONCLUSIVE, TOO_NOISY, NOT_COMPARABLE,
+                             MISSING_IN_BASELINE, MISSING_IN_CANDIDATE, REFERENCE, UNCHANGED)
 
 #: The spec naming the published reference values (only as the baseline).
 PUBLISHED = "published"
@@ -393,6 +399,15 @@ def _incomparable(base: pd.Series, cand: pd.Series, env_keys: Iterable[str]) -> 
     return reasons
 
 
+def _noisy_sides(base: pd.Series, cand: pd.Series) -> str:
+    """Return which records' timings are flagged noisy and why ("" when neither is)."""
+    sides = []
+    for side, record in (("baseline", base), ("candidate", cand)):
+        if bool(_value(record, "latency_noisy")):
+            sides.append(f"the {side}'s timing is noisy ({_text(record, 'latency_noisy_reason') or 'IQR/median'})")
+    return " and ".join(sides)
+
+
 def _relative(old: float, new: float) -> float | None:
     return (new - old) / old if old else None
 
@@ -498,6 +513,10 @@ def _compare_case(base: pd.Series, cand: pd.Series, published: bool, alpha: floa
         else:
             judgement = LatencyJudgement(INCONCLUSIVE, "no raw latency samples on the " + (
                 "baseline" if base_samples is None else "candidate") + " side: medians alone cannot be tested")
+        noisy = _noisy_sides(base, cand)
+        if noisy and judgement.verdict != NOT_COMPARABLE:
+            judgement = replace(judgement, verdict=TOO_NOISY,
+                                reason=f"too noisy to judge: {noisy} (the test alone: {judgement.reason})")
         if judgement.baseline_ms is None:  # not tested: show the medians and sample counts all the same
             judgement = replace(judgement, baseline_ms=base_ms, candidate_ms=cand_ms,
                                 delta_rel=_relative(base_ms, cand_ms),

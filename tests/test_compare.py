@@ -20,6 +20,7 @@ from harness.compare import (
     NOT_COMPARABLE,
     REFERENCE,
     REGRESSED,
+    TOO_NOISY,
     UNCHANGED,
     VERDICTS,
     cases_with,
@@ -97,6 +98,24 @@ def test_small_significant_change_is_unchanged_and_noise_is_inconclusive():
     few = judge_latency([10.0, 10.1, 9.9], _samples(5))
     assert few.verdict == INCONCLUSIVE and "too few samples (3 baseline, 30 candidate" in few.reason
     assert few.baseline_ms == pytest.approx(10.0) and few.p_value is None
+
+
+@pytest.mark.parametrize("side", ["baseline", "candidate"])
+def test_a_noisy_record_is_too_noisy_to_judge_even_when_the_test_would_flag_it(side):
+    base, cand = _frames([(_samples(1), _samples(2, median_ms=40.0))])  # 4x slower: the test says regressed
+    assert compare(base, cand)["verdict"].tolist() == [REGRESSED]
+    noisy = {"latency_noisy": True, "latency_noisy_reason": "3 samples < min_repeats 10"}
+    if side == "baseline":
+        base = base.assign(**noisy)
+    else:
+        cand = cand.assign(**noisy)
+    row = compare(base, cand).iloc[0]
+    assert row["verdict"] == TOO_NOISY
+    assert row["reason"].startswith(f"too noisy to judge: the {side}'s timing is noisy (3 samples < min_repeats 10)")
+    assert "slower" in row["reason"] and row["delta_rel"] == pytest.approx(3.0, rel=0.1)  # the change is still shown
+    quiet = compare(base.assign(latency_noisy=False), cand.assign(latency_noisy=False))
+    assert quiet["verdict"].tolist() == [REGRESSED]
+    assert parse_verdicts("too-noisy") == [TOO_NOISY]
 
 
 def test_verdict_is_reproducible_and_counts_cover_every_verdict():
@@ -321,11 +340,14 @@ def test_confirm_measures_the_flagged_cases_again_and_fails_only_if_they_regress
     suite_path = write_suite("name: night\nmatrix:\n  model: [tiny_cnn]\n  resolution: [16, 24]\nmetrics:\n"
                              "  latency: {warmup_min: 1, warmup_max_s: 0.2, min_repeats: 20, min_time_s: 0.1, "
                              "max_time_s: 0.5}\n")
+    first = ResultStore(tmp_path / "first")
+    run_suite(load_suite(suite_path), first.root, run_id="night-1", show_progress=False)
     results = tmp_path / "results"
-    run_suite(load_suite(suite_path), results, run_id="night-1", show_progress=False)
     store = ResultStore(results)
-    nights = [record for path in store.part_files() for record in pq.read_table(path).to_pylist()]
+    nights = [record for path in first.part_files() for record in pq.read_table(path).to_pylist()]
     for record in nights:  # a night that looks 5 times slower, without being so
+        record["latency_noisy"] = False  # a noisy record is "too noisy" to judge: not this test's point
+        store.append(record, record_columns())
         store.append(record | {"run_id": "night-2", "timestamp_utc": record["timestamp_utc"] + pd.Timedelta("1s"),
                                "latency_ms_samples": [5 * v for v in record["latency_ms_samples"]],
                                "latency_ms_median": 5 * record["latency_ms_median"]}, record_columns())
@@ -337,6 +359,34 @@ def test_confirm_measures_the_flagged_cases_again_and_fails_only_if_they_regress
     assert main([*gate, "--confirm", str(suite_path)]) == 0
     err = capsys.readouterr().err
     assert "confirm: measuring 2 of 2 flagged case(s) again (suite night, run night-2)" in err
-    assert "confirm: 2 case(s) flagged and measured again; 0 still with a verdict in --fail-on" in err
+    assert "confirm: 2 case(s) flagged or too noisy and measured again; 0 still with a verdict in --fail-on" in err
     tonight = store.read()
     assert (tonight["run_id"] == "night-2").sum() == 4  # the first records are kept beside the new ones
+
+
+def test_confirm_measures_the_cases_too_noisy_to_judge_again(write_suite, tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    from harness.runner import run_suite
+    from harness.runner.run import record_columns
+    from harness.suite import load_suite
+
+    suite_path = write_suite("name: night\nmatrix:\n  model: [tiny_cnn]\n  resolution: [16]\nmetrics:\n"
+                             "  latency: {warmup_min: 1, warmup_max_s: 0.2, min_repeats: 20, min_time_s: 0.1, "
+                             "max_time_s: 0.5}\n")
+    first = ResultStore(tmp_path / "first")
+    run_suite(load_suite(suite_path), first.root, run_id="night-1", show_progress=False)
+    store = ResultStore(tmp_path / "results")
+    for record in (r for path in first.part_files() for r in pq.read_table(path).to_pylist()):
+        store.append(record | {"latency_noisy": False}, record_columns())
+        store.append(record | {"run_id": "night-2", "timestamp_utc": record["timestamp_utc"] + pd.Timedelta("1s"),
+                               "latency_noisy": True, "latency_noisy_reason": "IQR/median 0.90 > 0.1"},
+                     record_columns())
+    gate = ["compare", "latest~1", "latest", "--results", str(store.root), "--fail-on", "regressed"]
+    assert main(gate) == 0
+    assert "1 too noisy" in capsys.readouterr().out
+    main([*gate, "--confirm", str(suite_path)])
+    err = capsys.readouterr().err
+    assert "confirm: measuring 1 of 1 flagged case(s) again (suite night, run night-2)" in err
+    assert "confirm: 1 case(s) flagged or too noisy and measured again" in err
+    assert (store.read()["run_id"] == "night-2").sum() == 2

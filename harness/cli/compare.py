@@ -28,6 +28,9 @@ and give each case a verdict from the raw latency samples (ms per batch, lower i
   unchanged       the 95% interval of the relative change of medians (percentile bootstrap, 2000
                   seeded resamples) lies within ±min-effect
   inconclusive    anything else: fewer than 5 samples a side, or too noisy to tell
+  too noisy       either record's timing is flagged noisy (IQR/median beyond the protocol's threshold,
+                  or fewer samples than its min_repeats): no verdict is drawn from a busy machine's
+                  samples; the change and the test are still shown
   not comparable  the latency protocol, or the CPU, GPU or torch version (env_cpu, env_gpu, env_torch)
                   differ; the reason says which
   missing in baseline / missing in candidate   no ok record of the case on that side
@@ -57,8 +60,9 @@ examples:
     parser.add_argument("--no-baseline-ok", action="store_true",
                         help="exit 0 with a note when a side names no run, e.g. latest~1 on the first night")
     parser.add_argument("--confirm", metavar="SUITE",
-                        help="before failing, measure the cases with a --fail-on verdict again (from SUITE, into the "
-                        "candidate's run) and judge them on the new records: a regression must show twice")
+                        help="before failing, measure the cases with a --fail-on verdict, and those too noisy to "
+                        "judge, again (from SUITE, into the candidate's run) and judge them on the new records: a "
+                        "regression must show twice")
     parser.add_argument("--alpha", type=float, default=0.01,
                         help="significance level of the Mann-Whitney U test (default: %(default)s)")
     parser.add_argument("--min-effect", type=float, default=0.05, metavar="FRACTION",
@@ -83,6 +87,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     from harness.compare import (
         ENV_KEYS,
         PUBLISHED,
+        TOO_NOISY,
         NoSuchRun,
         cases_with,
         compare,
@@ -126,15 +131,17 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
         return usage(str(exc))
     env_keys = [k for k in ENV_KEYS if k not in ignored]
     comparison = compare(baseline, candidate, args.alpha, args.min_effect, env_keys=env_keys)
-    if args.confirm and fail_on and len(cases_with(comparison, fail_on)):
+    second_look = [*fail_on, TOO_NOISY]
+    if args.confirm and fail_on and len(cases_with(comparison, second_look)):
         try:
-            candidate = _remeasure(args, cases_with(comparison, fail_on), candidate, err)
+            candidate = _remeasure(args, cases_with(comparison, second_look), candidate, err)
         except HarnessError as exc:
             return usage(str(exc))
-        first = len(cases_with(comparison, fail_on))
+        first = len(cases_with(comparison, second_look))
         comparison = compare(baseline, candidate, args.alpha, args.min_effect, env_keys=env_keys)
-        err.print(f"confirm: {first} case(s) flagged and measured again; {len(cases_with(comparison, fail_on))} "
-                  "still with a verdict in --fail-on", highlight=False, soft_wrap=True)
+        err.print(f"confirm: {first} case(s) flagged or too noisy and measured again; "
+                  f"{len(cases_with(comparison, fail_on))} still with a verdict in --fail-on, "
+                  f"{len(cases_with(comparison, [TOO_NOISY]))} still too noisy", highlight=False, soft_wrap=True)
     rows = comparison_records(comparison)
     summary = (", ".join(f"{n} {v}" for v, n in verdict_counts(comparison).items() if n) or "no cases") + (
         f" (alpha {args.alpha:g}, min effect {args.min_effect * 100:g}%)")
@@ -143,8 +150,8 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
         err.print(f"compare: {markup_text(summary)}", highlight=False, soft_wrap=True)
     else:
         colours = {"regressed": "bold red", "improved": "bold green", "changed": "yellow", "inconclusive": "yellow",
-                   "not comparable": "magenta", "missing in baseline": "cyan", "missing in candidate": "cyan",
-                   "reference": "cyan", "unchanged": "dim"}
+                   "too noisy": "yellow", "not comparable": "magenta", "missing in baseline": "cyan",
+                   "missing in candidate": "cyan", "reference": "cyan", "unchanged": "dim"}
         several_suites = len({r["suite"] for r in rows}) > 1
         table = Table(title=f"{markup_text(args.baseline)} → {markup_text(args.candidate)}", title_justify="left",
                       box=box.SIMPLE_HEAD, pad_edge=False)
