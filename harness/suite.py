@@ -221,12 +221,25 @@ class SuiteProblem:
         return f"{self.file}:{self.line}: {where}{self.message}"
 
 
-class SuiteError(Exception):
-    """A suite file failed validation; ``problems`` lists every problem found, each with its line."""
+@dataclass(frozen=True)
+class ModelMention:
+    """A model name a suite file gives, where it gives it (``file``, 1-based ``line``, dotted ``where``)."""
 
-    def __init__(self, problems: list[SuiteProblem]) -> None:
+    file: str
+    line: int
+    where: str
+    name: str
+
+
+class SuiteError(Exception):
+    """A suite file failed validation; ``problems`` lists every problem found, each with its line.
+    ``unchecked_models``: the model names the file gives, when its shape was wrong and they were not checked (shape
+    errors are said before torch is imported; :func:`unknown_models` checks the names, importing it)."""
+
+    def __init__(self, problems: list[SuiteProblem], unchecked_models: Sequence[ModelMention] = ()) -> None:
         super().__init__("\n".join(problem_lines(problems)))
         self.problems = problems
+        self.unchecked_models = tuple(unchecked_models)
 
 
 def problem_lines(problems: Sequence[SuiteProblem], limit: int = MAX_PROBLEMS_SHOWN) -> list[str]:
@@ -342,10 +355,10 @@ def parse_suite(text: str, file: str = "<suite>", default_name: str = "suite") -
         found = (_problem_from_pydantic(file, loaded, err) for err in exc.errors())
         problems += [p for p in found if p.where not in said]
         problems += _unknown_metric_names(loaded.data.get("metrics"), file, loaded)  # said in the same pass
-        raise SuiteError(sorted(problems, key=lambda p: p.line)) from None
+        raise SuiteError(sorted(problems, key=lambda p: p.line), _raw_model_mentions(loaded, file)) from None
     problems += _check_bounds(spec, file, loaded)
     if problems:  # the file's shape is wrong: said before the checks below import torch
-        raise SuiteError(sorted(problems, key=lambda p: p.line))
+        raise SuiteError(sorted(problems, key=lambda p: p.line), _raw_model_mentions(loaded, file))
     metrics, metric_where = _validate_metrics(spec, file, loaded, problems)
     problems += _check_models(spec, file, loaded)
     problems += _check_compress(spec, file, loaded)
@@ -666,22 +679,39 @@ def _gpu_count() -> int | None:
 
 
 def _check_models(spec: SuiteFile, file: str, loaded: LoadedYaml) -> list[SuiteProblem]:
+    mentions = [ModelMention(file, loaded.line_of(path), _dotted(path), name)
+                for path, name in _case_mentions(spec, "model")]
+    return unknown_models(mentions)
+
+
+def _raw_model_mentions(loaded: LoadedYaml, file: str) -> list[ModelMention]:
+    """Return the model names (strings) a suite's raw data gives under ``defaults``, ``matrix`` and ``include``,
+    whatever is wrong elsewhere in the file."""
+    data = loaded.data if isinstance(loaded.data, dict) else {}
+    places: list[tuple[tuple[Any, ...], Any]] = []
+    for section in ("defaults", "matrix"):
+        value = data.get(section).get("model") if isinstance(data.get(section), dict) else None
+        if isinstance(value, list):
+            places += [((section, "model", i), v) for i, v in enumerate(value)]
+        else:
+            places.append(((section, "model"), value))
+    includes = data.get("include") if isinstance(data.get("include"), list) else []
+    places += [(("include", i, "model"), inc.get("model")) for i, inc in enumerate(includes) if isinstance(inc, dict)]
+    return [ModelMention(file, loaded.line_of(path), _dotted(path), name) for path, name in places
+            if isinstance(name, str)]
+
+
+def unknown_models(mentions: Iterable[ModelMention]) -> list[SuiteProblem]:
+    """Return a problem for each mention of a model neither the zoo nor timm can build (imports torch)."""
     from harness.zoo import is_known_model, list_models
 
     problems = []
     known: list[str] = []  # every model name, listed once, for the suggestions
-    for path, name in _case_mentions(spec, "model"):
-        if not is_known_model(name):
+    for m in mentions:
+        if not is_known_model(m.name):
             known = known or [n for n, _ in list_models()]
-            problems.append(
-                SuiteProblem(
-                    file,
-                    loaded.line_of(path),
-                    _dotted(path),
-                    f"unknown model {shown(name)}{_suggest(name, known)}; "
-                    "expected a name from `harness list models`",
-                )
-            )
+            problems.append(SuiteProblem(m.file, m.line, m.where, f"unknown model {shown(m.name)}"
+                                         f"{_suggest(m.name, known)}; expected a name from `harness list models`"))
     return problems
 
 

@@ -32,6 +32,21 @@ def test_validate_reports_problems_on_stderr_with_exit_2(write_suite):
     assert f"{path}:3: matrix.batch[0]: expected an integer, got 'one'" in proc.stderr
 
 
+def test_validate_says_unknown_models_in_the_same_pass_as_schema_errors(write_suite, capsys):
+    path = write_suite("matrix:\n  model: [resnet18, resnet5O]\n  batch: [one]\ninclude:\n"
+                       "  - {model: mobilenet_v9, batch: 2}\nmetrics: [latancy]\n")
+    assert main(["validate", str(path)]) == 2
+    lines = [line.removeprefix("error: ") for line in capsys.readouterr().err.splitlines()]
+    # the shape errors first (said before torch is imported), then the unknown models, each in the file's order
+    assert [line.split(": ")[0] for line in lines] == [f"{path}:{n}" for n in (3, 6, 2, 5)]
+    assert "matrix.batch[0]: expected an integer, got 'one'" in lines[0]
+    assert "metrics[0]: unknown metric 'latancy'" in lines[1]
+    assert "matrix.model[1]: unknown model 'resnet5O' (did you mean 'resnet50'?)" in lines[2]
+    assert "include[0].model: unknown model 'mobilenet_v9'" in lines[3]
+    assert main(["run", str(path), "--results", str(path.parent / "results")]) == 2  # run says the shape errors
+    assert "unknown model" not in capsys.readouterr().err  # first, without importing the zoo
+
+
 def test_validate_accepts_the_shipped_suites(capsys):
     import glob
 

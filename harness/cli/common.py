@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -13,10 +14,16 @@ from harness.terminal import markup_text
 EXIT_OK, EXIT_FAILED_CASES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def load_suites(paths: Sequence[str], err: Console) -> list | None:
+def load_suites(paths: Sequence[str], err: Console, *, check_all_names: bool = False) -> list | None:
     """Return the suites at ``paths``, each one's warnings printed; None when one is invalid (its problems printed,
-    at most MAX_PROBLEMS_SHOWN per file)."""
-    from harness.suite import SuiteError, load_suite, problem_lines
+    at most MAX_PROBLEMS_SHOWN per file). ``check_all_names``: a file whose shape is wrong also has its model names
+    checked, so that every problem is said in one pass: the shape errors first (before torch is imported), then the
+    unknown models (the check imports torch)."""
+    from harness.suite import SuiteError, load_suite, problem_lines, unknown_models
+
+    def say(problems: Sequence[Any]) -> None:
+        for line in problem_lines(problems):
+            err.print(f"[red]error:[/] {markup_text(line)}", highlight=False, soft_wrap=True)
 
     suites, bad = [], False
     for path in paths:
@@ -24,8 +31,9 @@ def load_suites(paths: Sequence[str], err: Console) -> list | None:
             suites.append(load_suite(path))
         except SuiteError as exc:
             bad = True
-            for line in problem_lines(exc.problems):
-                err.print(f"[red]error:[/] {markup_text(line)}", highlight=False, soft_wrap=True)
+            say(exc.problems)
+            if check_all_names and exc.unchecked_models:
+                say(unknown_models(exc.unchecked_models))
             continue
         for line in problem_lines(suites[-1].warnings):
             err.print(f"[yellow]warning:[/] {markup_text(line)}", highlight=False, soft_wrap=True)

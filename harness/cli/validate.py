@@ -22,7 +22,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     """Validate suite files; print one line per problem with file and line; exit 2 if any."""
-    suites = load_suites(args.suites, err)
+    suites = load_suites(args.suites, err, check_all_names=True)
     if suites is None:
         return EXIT_USAGE
     for suite in suites:
