@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 
 import pandas as pd
 
 from harness.case import Case
-from harness.report.plots import HEIGHT, Axis, Point, Series, accuracy_latency_plot, chart, error_batch_plot
+from harness.report.plots import Axis, Point, Series, accuracy_latency_plot, chart, draw_chart, error_batch_plot, figure
 from harness.store import ResultStore
 from harness.store_query import latest_per_case
+from tests.plot_svg import bars as svg_bars
+from tests.plot_svg import frame as plot_frame
+from tests.plot_svg import groups
+from tests.plot_svg import markers as _markers
 from tests.records import RICH_COLUMNS, make_record
-
-#: An error bar: x, then the pixel of its low end and of its high end.
-BAR = re.compile(r'<path d="M([-\d.]+),([-\d.]+)V([-\d.]+)M[^"]*" class="errorbar"')
-#: A marker: cx, cy, tooltip.
-MARKER = re.compile(r'<circle cx="([-\d.]+)" cy="([-\d.]+)" r="[\d.]+" fill="[^"]*" stroke="[^"]*" '
-                    r'fill-opacity="0.8"><title>([^<]*)</title></circle>')
-#: The plot area's top and bottom (px) of :func:`chart`.
-TOP, BOTTOM = 14, HEIGHT - 52
 
 
 def _frame(tmp_path, records) -> pd.DataFrame:
@@ -31,11 +26,8 @@ def _frame(tmp_path, records) -> pd.DataFrame:
 
 
 def _bars(svg: str) -> list[tuple[float, float, float]]:
-    return [(float(x), float(low), float(high)) for x, low, high in BAR.findall(svg)]
-
-
-def _markers(svg: str) -> dict[str, tuple[float, float]]:
-    return {tip: (float(x), float(y)) for x, y, tip in MARKER.findall(svg)}
+    """Return each error bar: x, the pixel of its low end and of its high end (by x)."""
+    return [(x, low, high) for x, low, high, _ in svg_bars(svg)]
 
 
 def _seeded(case: Case, seeds: dict[int, float], **values) -> list[dict]:
@@ -61,8 +53,8 @@ def test_chart_draws_a_bar_per_point_with_both_ends_in_the_series_colour():
     points = [Point(1, 10, "a", 9, 11), Point(2, 12, "b"), Point(3, 11, "c", 10.5, None), Point(4, 13, "d", 12, 15)]
     svg = str(chart("p", "t", [Series("s", points, "#123456")], Axis("x"), Axis("y")))
     bars = _bars(svg)
-    assert len(bars) == 2 and svg.count('class="errorbar"') == 2
-    assert svg.count('stroke="#123456" stroke-width="1.2"') == 2
+    assert len(bars) == 2 and len(groups(svg, "errorbar")) == 1
+    assert all("stroke: #123456" in style for *_, style in svg_bars(svg))
     markers = _markers(svg)
     for (x, low, high), tip, (lo, mean, hi) in zip(bars, "ad", [(9, 10, 11), (12, 13, 15)], strict=True):
         cx, cy = markers[tip]
@@ -75,16 +67,20 @@ def test_chart_y_range_covers_the_bars():
     points = [Point(1, 10, "a", -40, 60), Point(2, 12, "b"), Point(3, 14, "c")]
     svg = str(chart("p", "t", [Series("s", points)], Axis("x"), Axis("y", log=False)))
     [(_, low, high)] = _bars(svg)
-    assert TOP <= high < low <= BOTTOM
-    ticks = [float(v) for v in re.findall(r'text-anchor="end" class="tick">([-\d.]+)</text>', svg)]
-    assert min(ticks) <= -20 and max(ticks) >= 40  # the axis reaches the bar's ends, not only the points'
+    _, top, _, bottom = plot_frame(svg)
+    assert top <= high < low <= bottom  # the axis reaches the bar's ends, not only the points'
+    fig = figure()
+    draw_chart(fig, [Series("s", points)], Axis("x"), Axis("y", log=False))
+    low_y, high_y = fig.axes[0].get_ylim()
+    assert low_y <= -40 and high_y >= 60
 
 
 def test_chart_bars_of_a_guide_series_do_not_widen_the_axis():
     guide = Series("g", [Point(1, 10, "", -1000, 1000)], scaled=False)
-    svg = str(chart("p", "t", [Series("s", [Point(1, 10), Point(2, 20)]), guide], Axis("x"), Axis("y", log=False)))
-    ticks = [float(v) for v in re.findall(r'text-anchor="end" class="tick">([-\d.]+)</text>', svg)]
-    assert min(ticks) >= 0 and max(ticks) <= 30
+    fig = figure()
+    draw_chart(fig, [Series("s", [Point(1, 10), Point(2, 20)]), guide], Axis("x"), Axis("y", log=False))
+    low_y, high_y = fig.axes[0].get_ylim()
+    assert 0 <= low_y <= 10 and 20 <= high_y <= 30
 
 
 # --- error vs batch -------------------------------------------------------------------------------------------
@@ -107,9 +103,10 @@ def test_error_batch_plot_draws_mean_and_std_bars_for_several_seeds(tmp_path):
     assert set(markers) == {"resnet50 bn: batch 2, top-1 error 28.0% ± 2.0 over 3 seeds",
                             "resnet50 bn: batch 32, top-1 error 3.0% ± 1.0 over 3 seeds",
                             "resnet50 gn: batch 2, top-1 error 18.0%", "resnet50 gn: batch 32, top-1 error 20.0%"}
+    _, top, _, bottom = plot_frame(svg)
     for x, low, high in bars:  # each bar centred on a marker, its low end below it
         assert any(cx == x and abs(cy - (low + high) / 2) <= 0.1 for cx, cy in markers.values())
-        assert TOP <= high < low <= BOTTOM
+        assert top <= high < low <= bottom
     # the bar of batch 2 spans 26…30 %: twice the pixels of batch 32's 2…4 %
     (_, low2, high2), (_, low32, high32) = sorted(bars)  # by x: batch 2 first
     assert math.isclose((low2 - high2) / (low32 - high32), 2.0, rel_tol=0.05)
@@ -119,7 +116,7 @@ def test_error_batch_plot_draws_mean_and_std_bars_for_several_seeds(tmp_path):
 def test_error_batch_plot_of_single_seeds_has_no_bars(tmp_path):
     plot = error_batch_plot(_frame(tmp_path, _norm_records(seeded=False)))
     svg = str(plot.svg)
-    assert 'class="errorbar"' not in svg and "standard deviation" not in plot.caption
+    assert not groups(svg, "errorbar") and "standard deviation" not in plot.caption
     assert "<title>resnet50 bn: batch 2, top-1 error 30.0%</title>" in svg
 
 
@@ -146,7 +143,7 @@ def test_accuracy_plot_draws_one_point_per_case_at_the_mean_with_its_bar(tmp_pat
     plot = accuracy_latency_plot(_frame(tmp_path, _accuracy_records()))
     svg = str(plot.svg)
     markers = _markers(svg)
-    assert svg.count("<circle") == 3 + 1  # a, b and c, and the legend's swatch
+    assert len(markers) == 3  # a, b and c
     # the front is the means': a's mean (72%) is beaten by b (73%, faster), though its seed 0 (76%) is not
     assert set(markers) == {"a b1 224px cpu fp32: 10 ms, top-1 72.0% ± 3.5, mean of 3 seeds",
                             "b b1 224px cpu fp32: 5 ms, top-1 73.0% — on the Pareto front",
@@ -154,7 +151,8 @@ def test_accuracy_plot_draws_one_point_per_case_at_the_mean_with_its_bar(tmp_pat
     [(x, low, high)] = _bars(svg)
     cx, cy = markers["a b1 224px cpu fp32: 10 ms, top-1 72.0% ± 3.5, mean of 3 seeds"]
     assert x == cx and low > cy > high and abs((low + high) / 2 - cy) <= 0.1
-    assert TOP <= high and low <= BOTTOM
+    _, top, _, bottom = plot_frame(svg)
+    assert top <= high and low <= bottom
     assert "untimed" not in svg and "seed=1" not in svg
     assert "± one standard deviation" in plot.caption
 
@@ -164,7 +162,7 @@ def test_accuracy_plot_joins_seeds_written_before_group_ids_existed(tmp_path):
     records[0]["group_id"] = None  # seed 0 written before seeds existed: its case_id is the group's
     records.append(make_record(Case("b"), acc_top1=0.73, latency_ms_median=5.0))
     svg = str(accuracy_latency_plot(_frame(tmp_path, records)).svg)
-    assert svg.count("<circle") == 2 + 1 and len(_bars(svg)) == 1
+    assert len(_markers(svg)) == 2 and len(_bars(svg)) == 1
     assert "<title>a b1 224px cpu fp32: 10 ms, top-1 72.0% ± 3.5, mean of 3 seeds</title>" in svg
 
 
@@ -175,7 +173,7 @@ def test_accuracy_plot_of_records_without_seed_columns_is_unchanged(tmp_path):
     plot = accuracy_latency_plot(frame.drop(columns=["group_id", "seed"]))
     svg = str(plot.svg)
     assert svg == str(accuracy_latency_plot(frame).svg)
-    assert svg.count("<circle") == 4 + 1 and 'class="errorbar"' not in svg
+    assert len(_markers(svg)) == 4 and not groups(svg, "errorbar")
     assert "<title>mid b1 224px cpu fp32: 2 ms, top-1 60.0% — on the Pareto front</title>" in svg
     assert "<title>bad b1 224px cpu fp32: 50 ms, top-1 40.0%</title>" in svg
-    assert svg.count('stroke-dasharray="5 3"') == 1 and "standard deviation" not in plot.caption
+    assert len(groups(svg, "front")) == 1 and "standard deviation" not in plot.caption

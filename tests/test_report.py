@@ -27,6 +27,7 @@ from harness.report.plots import (
 from harness.report.site import page_names, read_samples, read_store
 from harness.report.tables import latest_per_case, leaderboard, run_summaries, suite_tables
 from harness.store import ResultStore, arrow_schema
+from tests.plot_svg import groups, labels, markers
 from tests.records import COLUMNS, EVIL, RICH_COLUMNS, make_record, rich_store
 
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -113,7 +114,10 @@ def test_site_layout_pages_assets_and_links_resolve(site_dir):
     for name, html in _pages(index).items():
         for url in _urls(html):
             target = url.split("#")[0]
-            assert target and (index.parent / target).is_file(), f"{name} links to missing {url!r}"
+            if not target:  # within the page (a plot's marker): the id it names is on the page
+                assert f'id="{url[1:]}"' in html, f"{name} refers to missing {url!r}"
+                continue
+            assert (index.parent / target).is_file(), f"{name} links to missing {url!r}"
 
 
 def test_site_has_no_external_url(site, site_dir):
@@ -417,11 +421,13 @@ def test_accuracy_plot_draws_points_front_and_log_axis(tmp_path):
                               [("fast", 1.0, 0.5), ("slow", 100.0, 0.9), ("bad", 50.0, 0.4), (EVIL, 2.0, 0.6)]])
     plot = accuracy_latency_plot(frame)
     svg = str(plot.svg)
-    assert svg.count("<circle") == 4 + 1  # the points and the legend's swatch
-    assert "Latency median (ms per batch) (log scale)" in svg and "Top-1 accuracy (%)</text>" in svg
+    assert len(markers(svg)) == 4
+    assert "Latency median (ms per batch) (log scale)</text>" in svg and "Top-1 accuracy (%)</text>" in svg
     assert f"<title>{ESCAPED} b1 224px cpu fp32: 2 ms, top-1 60.0% — on the Pareto front</title>" in svg
     assert "<title>bad b1 224px cpu fp32: 50 ms, top-1 40.0%</title>" in svg
-    assert svg.count('stroke-dasharray="5 3"') == 1 and EVIL not in svg
+    assert len(groups(svg, "front")) == 1 and EVIL not in svg
+    assert sorted(labels(svg)) == sorted(["fast", "slow", "bad", EVIL])  # each case named at its point
+    assert "Names leave out what all share: b1 224px cpu fp32." in plot.caption
 
 
 def test_flops_plot_falls_back_to_macs_and_says_when_no_peak_is_known(tmp_path):
@@ -430,7 +436,7 @@ def test_flops_plot_falls_back_to_macs_and_says_when_no_peak_is_known(tmp_path):
     plot = flops_latency_plot(frame)
     assert plot.title == "MACs vs latency per device" and "MACs per batch (G)" in str(plot.svg)
     assert "No peak known for test cpu fp32: no roof drawn." in plot.caption
-    assert "<polyline" not in str(plot.svg)
+    assert not groups(plot.svg, "roof") and sorted(labels(plot.svg)) == ["a", "b"]
 
 
 def test_distribution_plot_from_samples_with_escaped_tooltips(tmp_path):
@@ -438,9 +444,12 @@ def test_distribution_plot_from_samples_with_escaped_tooltips(tmp_path):
                               make_record(Case("b"), latency_ms_median=2.0, latency_ms_samples=None)])
     plot = latency_distribution_plot(frame)
     svg = str(plot.svg)
-    assert svg.count('class="box"') == 1 and svg.count('class="sample"') == 4
+    assert len(groups(svg, "box")) == 1 and len(markers(svg)) == 4  # the samples
     assert f"<title>{ESCAPED} b1 224px cpu fp32: 9 ms</title>" in svg and EVIL not in svg
-    assert "Latency (ms per batch)" in svg
+    # 9 lies beyond q3 + 1.5 × IQR = 8.6 and no other sample beyond the box: the upper whisker stops at the box
+    assert f"<title>{ESCAPED} b1 224px cpu fp32: median 2.5 ms, IQR 1.75–4.5 ms, whiskers 1–4.5 ms, 4 samples" \
+           "</title>" in svg
+    assert "Latency (ms per batch)</text>" in svg
 
 
 def test_history_plot_needs_two_runs_of_a_case_and_uses_per_run_medians(tmp_path):
@@ -452,7 +461,7 @@ def test_history_plot_needs_two_runs_of_a_case_and_uses_per_run_medians(tmp_path
     frame = _store(tmp_path, records).read()
     assert history_plot(frame[frame["run_id"] == "r1"]) is None
     svg = str(history_plot(frame).svg)
-    assert svg.count("<polyline") == 1 and "Run time (UTC)" in svg
+    assert len(groups(svg, "series")) == 1 and len(markers(svg)) == 2 and "Run time (UTC)</text>" in svg
     assert "<title>a b1 224px cpu fp32: 7 ms, run r2, 2026-11-23 01:01 UTC</title>" in svg  # median of 8 and 6
 
 

@@ -1,23 +1,42 @@
-"""Plots of the report as inline SVG, drawn in Python from the data: no matplotlib, no JavaScript, readable
-from ``file://``. Torch-free.
+"""Plots of the report as inline SVG, drawn by matplotlib (its object API, no pyplot state; no JavaScript,
+readable from ``file://``). Torch-free.
 
 Each plot function takes a suite's records and returns a :class:`Plot` (title, SVG markup, caption), or None
-when its data are missing. Every text from the data (model names, labels, tooltips) goes through
-``html.escape``; a point's ``<title>`` is its tooltip. An axis is logarithmic when its values span more than
+when its data are missing. A plot is :class:`Series` of :class:`Point` drawn by :func:`chart` (or rows of samples
+drawn by :func:`box_chart`); :func:`inline_svg` makes matplotlib's SVG fit the page: no fixed size (the page scales it
+by its ``viewBox``), every id prefixed by the plot's, a ``<title>`` tooltip per point, the same bytes for the same
+data. The points a reader must identify (:func:`name_points`) carry a label beside them, placed by adjustText: their
+names, or numbers keyed in the caption (:func:`label_key`); legends sit outside the axes and wrap long names, never
+cut them; the axes cover every point and error bar. An axis is logarithmic when its values span more than
 :data:`LOG_SPAN`. Plots subsample or aggregate, so their size does not grow with the store.
 """
 
 from __future__ import annotations
 
-import html
+import io
 import math
-from collections.abc import Sequence
+import textwrap
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from xml.etree import ElementTree
 
+import matplotlib
 import numpy as np
 import pandas as pd
+from adjustText import adjust_text
 from markupsafe import Markup
+from matplotlib import cbook
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
+from matplotlib.axis import Axis as MplAxis
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgba
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.text import Text
+from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from harness.report.tables import SeedSpread, error_by_batch_series, hardware_names, published_error_by_batch
 from harness.seed_stats import group_ids, seeds_of
@@ -25,7 +44,11 @@ from harness.store import is_missing
 
 #: An axis is logarithmic when its (positive) values span more than this factor.
 LOG_SPAN = 20.0
-WIDTH, HEIGHT = 760, 420
+#: A figure's size (px: the SVG's user unit at 72 dpi). The page scales it to its width; at this width its text is
+#: :data:`FONT_PX`.
+WIDTH, HEIGHT = 960, 432
+DPI = 72
+FONT_PX = 12
 #: Series colours (Okabe & Ito's colour-blind-safe palette, then grey tones), cycled.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#8C564B", "#999999",
            "#F0E442")
@@ -36,6 +59,27 @@ MAX_BOXES = 40
 STRIP_POINTS = 40
 #: At most this many cases in a history plot (those with the most runs, then the largest relative change).
 MAX_HISTORY_CASES = 10
+#: A plot names at most this many points (beyond, only those on a Pareto front); at most :data:`MAX_LABELS` by their
+#: names at the points, more by numbers keyed in the caption.
+MAX_NAMED = 40
+MAX_LABELS = 16
+#: Legend entries per column (at most two columns; the figure grows for more); names wrap at :data:`WRAP` characters.
+LEGEND_ROWS = 16
+WRAP = 40
+#: The dash pattern of a Pareto front's line (on, off: line widths).
+FRONT_DASH = (3.0, 2.0)
+#: The points adjustText keeps the labels off: the nearest this many to a labelled point (its time grows with the
+#: square of the overlaps between labels and points).
+LABEL_OBSTACLES = 120
+#: Iterations of adjustText's label placement at most (a count, not its default time limit: the same bytes each time).
+LABEL_ITERATIONS = 60
+#: matplotlib's settings for the report's figures (text stays text; ids hashed with a fixed salt).
+STYLE = {"svg.fonttype": "none", "svg.hashsalt": "harness-report", "font.size": FONT_PX,
+         "axes.labelsize": FONT_PX + 1, "xtick.labelsize": FONT_PX, "ytick.labelsize": FONT_PX,
+         "legend.fontsize": FONT_PX, "axes.grid": True, "grid.color": "#e6e6e6", "axes.axisbelow": True,
+         "axes.edgecolor": "#888888", "legend.frameon": False, "axes.formatter.useoffset": False}
+#: matplotlib's settings are global: one figure at a time.
+_LOCK = threading.Lock()
 
 #: Peak arithmetic throughput of GPUs, TFLOP/s, dense (no structured sparsity), keyed by a substring of the
 #: GPU's name as NVML reports it (first match wins, so the more specific names come first). ``fp32`` is the
@@ -77,14 +121,18 @@ class Plot:
 
 @dataclass
 class Point:
-    """A data point and its tooltip (plain text; escaped when drawn). ``y_low`` and ``y_high`` (data units, like
-    ``y``) are the ends of a vertical error bar drawn through the point; None (or NaN) on either: no bar."""
+    """A data point and its tooltip (plain text, escaped when drawn). ``y_low`` and ``y_high`` (data units, like
+    ``y``) are the ends of a vertical error bar drawn through the point; None (or NaN) on either: no bar. A point with
+    a ``name`` must be identifiable: :func:`chart` writes a label beside it (the name, or a number keyed by
+    :func:`label_key`) and sets ``label`` to it."""
 
     x: float
     y: float
     tip: str = ""
     y_low: float | None = None
     y_high: float | None = None
+    name: str = ""
+    label: str = ""
 
     def bar(self) -> tuple[float, float] | None:
         """Return the ends of the point's error bar ``(y_low, y_high)`` (data units), or None without one (an end
@@ -96,19 +144,22 @@ class Point:
 
 @dataclass
 class Series:
-    """Points drawn with one colour: as markers, as a line through them in order, or both. A series with
-    ``scaled`` False (a guide line) does not widen the axes."""
+    """Points drawn with one colour: as markers, as a line through them in order, or both; ``dash`` is the line's
+    dash pattern (on, off, … in line widths; empty: solid). A series with ``scaled`` False (a guide line) does not
+    widen the axes. In the SVG the series is the group ``<plot id>-<kind>-<index in the chart>``, its error bars
+    ``<plot id>-errorbar-<index>``."""
 
     name: str
     points: list[Point]
     color: str = PALETTE[0]
     line: bool = False
     markers: bool = True
-    dash: str = ""
+    dash: tuple[float, ...] = ()
     radius: float = 3.5
     hollow: bool = False
     scaled: bool = True
     legend: bool = True
+    kind: str = "series"
 
 
 @dataclass
@@ -123,8 +174,8 @@ class Axis:
     include: Sequence[float] = field(default_factory=tuple)
 
 
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+#: The tooltips of a figure by the gid of its SVG group: one ``<title>`` for the group, or one per marker in order.
+Tips = dict[str, str | list[str]]
 
 
 def _g(value: float) -> str:
@@ -139,230 +190,354 @@ def _f(value: float) -> str:
     return f"{value:.1f}"
 
 
-class _Scale:
-    """Maps data values to pixels between ``start`` and ``end`` (linear, logarithmic or time), with ticks."""
-
-    def __init__(self, values: np.ndarray, axis: Axis, start: float, end: float) -> None:
-        values = np.asarray(values, dtype=float)
-        values = values[np.isfinite(values)]
-        if values.size == 0:
-            values = np.array([0.0, 1.0])
-        lo, hi = float(values.min()), float(values.max())
-        auto_log = lo > 0 and hi / lo > LOG_SPAN
-        self.axis = axis
-        self.log = (auto_log if axis.log is None else axis.log) and lo > 0 and not axis.time
-        a, b = (math.log10(lo), math.log10(hi)) if self.log else (lo, hi)
-        if a == b:
-            delta = 0.5 if self.log else 3600.0 if axis.time else (abs(a) * 0.1 or 1.0)
-            a, b = a - delta, b + delta
-        pad = (b - a) * 0.05
-        self.a, self.b, self.start, self.end = a - pad, b + pad, start, end
-
-    def __call__(self, value: float) -> float:
-        t = math.log10(value) if self.log else value
-        return self.start + (t - self.a) / (self.b - self.a) * (self.end - self.start)
-
-    def ticks(self) -> list[tuple[float, str]]:
-        if self.axis.ticks is not None:
-            inside = [v for v in self.axis.ticks if self._inside(v)]
-            return [(v, _g(v)) for v in inside]
-        if self.axis.time:
-            return self._time_ticks()
-        if self.log:
-            first, last = math.ceil(self.a), math.floor(self.b)
-            steps = (1, 2, 5) if last - first < 2 else (1,)
-            ticks = [m * 10.0**k for k in range(first - 1, last + 1) for m in steps]
-            ticks = [v for v in ticks if self._inside(v)]
-            if len(ticks) >= 2:
-                return [(v, _g(v)) for v in ticks]
-            lo, hi = 10**self.a, 10**self.b
-            return [(v, _g(v)) for v in _linear_ticks(lo, hi) if v > 0]
-        return [(v, _g(v)) for v in _linear_ticks(self.a, self.b)]
-
-    def _inside(self, value: float) -> bool:
-        if self.log and value <= 0:
-            return False
-        t = math.log10(value) if self.log else value
-        return self.a <= t <= self.b
-
-    def _time_ticks(self) -> list[tuple[float, str]]:
-        span = self.b - self.a
-        steps = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400, 14 * 86400,
-                 30 * 86400, 91 * 86400, 365 * 86400)
-        step = next((s for s in steps if span / s <= 6), steps[-1] * max(1, math.ceil(span / steps[-1] / 6)))
-        fmt = "%Y-%m-%d" if step >= 86400 else ("%m-%d %H:%M" if span > 86400 else "%H:%M")
-        first = math.ceil(self.a / step) * step
-        values = np.arange(first, self.b + 1e-9, step)
-        return [(float(v), datetime.fromtimestamp(float(v), tz=timezone.utc).strftime(fmt)) for v in values]
+def _text(name: str, width: int = WRAP) -> str:
+    """Return ``name`` wrapped at ``width`` characters (never cut), with ``$`` escaped (matplotlib's math)."""
+    return textwrap.fill(name, width, break_long_words=False, break_on_hyphens=False).replace("$", r"\$")
 
 
-def _linear_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    raw = (hi - lo) / count
-    if raw <= 0:
-        return [lo]
-    magnitude = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if raw <= m * magnitude)
-    first = math.ceil(lo / step) * step
-    return [round(v / step) * step for v in np.arange(first, hi + step * 1e-9, step)]
+# --- figures to inline SVG -------------------------------------------------------------------------------------
 
 
-def _legend(series: Sequence[Series], x0: float, y0: float) -> list[str]:
-    out = []
-    entries = [s for s in series if s.legend]
-    shown = entries[:15]
-    for i, s in enumerate(shown):
-        y = y0 + 16 * i
-        dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
-        if s.line:
-            out.append(f'<line x1="{x0:.1f}" y1="{y:.1f}" x2="{x0 + 18:.1f}" y2="{y:.1f}" stroke="{s.color}" '
-                       f'stroke-width="2"{dash}/>')
-        if s.markers:
-            fill = "none" if s.hollow else s.color
-            out.append(f'<circle cx="{x0 + 9:.1f}" cy="{y:.1f}" r="4" fill="{fill}" stroke="{s.color}"/>')
-        name = s.name if len(s.name) <= 30 else s.name[:29] + "…"
-        out.append(f'<text x="{x0 + 24:.1f}" y="{y + 4:.1f}" class="legend"><title>{_e(s.name)}</title>'
-                   f"{_e(name)}</text>")
-    if len(entries) > len(shown):
-        out.append(f'<text x="{x0:.1f}" y="{y0 + 16 * len(shown) + 4:.1f}" class="legend">'
-                   f"+{len(entries) - len(shown)} more</text>")
-    return out
+def render(plot_id: str, title: str, draw: Callable[[Figure], Tips]) -> Markup:
+    """Return the inline SVG (:func:`inline_svg`) of a :data:`WIDTH` × :data:`HEIGHT` px figure drawn by ``draw``
+    (which may grow its height and returns its tooltips), under :data:`STYLE`."""
+    with _LOCK, matplotlib.rc_context(STYLE):
+        fig = figure()
+        tips = draw(fig)
+        buffer = io.StringIO()
+        fig.savefig(buffer, format="svg")
+    return inline_svg(buffer.getvalue(), plot_id, title, tips)
 
 
-def _svg_start(plot_id: str, title: str, height: int, area: tuple[int, int, int, int], clip: bool) -> list[str]:
-    """Return the opening of a plot's SVG: the element, its title, the frame of the plot ``area`` (left, top,
-    right, bottom, px) and, with ``clip``, a clip path of that area (``<plot_id>-clip``)."""
-    left, top, right, bottom = area
-    out = [f'<svg class="plot" id="{_e(plot_id)}-svg" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" '
-           f'height="{height}" role="img" aria-label="{_e(title)}">', f"<title>{_e(title)}</title>"]
-    if clip:
-        out.append(f'<defs><clipPath id="{_e(plot_id)}-clip"><rect x="{left}" y="{top}" width="{right - left}" '
-                   f'height="{bottom - top}"/></clipPath></defs>')
-    out.append(f'<rect x="{left}" y="{top}" width="{right - left}" height="{bottom - top}" class="frame"/>')
-    return out
+def figure() -> Figure:
+    """Return an empty :data:`WIDTH` × :data:`HEIGHT` px figure on an Agg canvas (which measures the text), without a
+    layout engine: the draw functions lay it out once (:func:`_lay_out`), so that saving draws it once."""
+    fig = Figure(figsize=(WIDTH / DPI, HEIGHT / DPI), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
 
 
-def _x_axis(sx: _Scale, top: int, bottom: int, height: int) -> list[str]:
-    """Return the x axis: a grid line, tick and label per tick of ``sx``, and the axis label centred below."""
-    out = []
-    for value, label in sx.ticks():
-        px = sx(value)
-        out.append(f'<line x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{bottom}" class="grid"/>'
-                   f'<line x1="{px:.1f}" y1="{bottom}" x2="{px:.1f}" y2="{bottom + 5}" class="tick"/>'
-                   f'<text x="{px:.1f}" y="{bottom + 18}" text-anchor="middle" class="tick">{_e(label)}</text>')
-    x_label = sx.axis.label + (" (log scale)" if sx.log else "")
-    out.append(f'<text x="{(sx.start + sx.end) / 2:.1f}" y="{height - 12}" text-anchor="middle" class="axis">'
-               f"{_e(x_label)}</text>")
-    return out
+def _lay_out(fig: Figure) -> None:
+    """Place ``fig``'s axes and legend by matplotlib's constrained layout, once: room for the tick labels, the axis
+    labels and a legend outside the axes, nothing cut."""
+    ConstrainedLayoutEngine().execute(fig)
+
+
+def inline_svg(svg: str, plot_id: str, title: str, tips: Mapping[str, str | Sequence[str]]) -> Markup:
+    """Return matplotlib's SVG document ``svg`` as an element for an HTML page: no XML prolog, namespaces or
+    metadata (creator, date: the same figure gives the same bytes), no fixed width and height (the ``viewBox``
+    stays: the page scales it), ``class="plot"``, ``id="<plot_id>-svg"``, ``role="img"`` named ``title``; every id
+    (and reference to one) prefixed with ``<plot_id>-`` so several plots share a page; text without its font family
+    (the page's font, narrower than the one measured); and ``<title>`` tooltips from ``tips`` (gid → one title for
+    the group, or one per marker of the group in order)."""
+    root = ElementTree.fromstring(svg)
+    for element in root.iter():
+        element.tag = element.tag.rpartition("}")[2]
+        for key in [k for k in element.attrib if k.startswith("{")]:  # xlink:href -> href (SVG 2)
+            element.attrib[key.rpartition("}")[2]] = element.attrib.pop(key)
+    for child in [c for c in root if c.tag == "metadata" or (c.tag == "defs" and c.find("style") is not None)]:
+        root.remove(child)  # the metadata; the defs' page-wide style, set on the root below
+    ids: dict[str, ElementTree.Element] = {}
+    for element in root.iter():
+        attrib = element.attrib
+        if "id" in attrib:
+            attrib["id"] = f"{plot_id}-{attrib['id']}"
+            ids[attrib["id"]] = element
+        if attrib.get("href", "").startswith("#"):
+            attrib["href"] = f"#{plot_id}-{attrib['href'][1:]}"
+        if attrib.get("clip-path", "").startswith("url(#"):
+            attrib["clip-path"] = f"url(#{plot_id}-{attrib['clip-path'][5:]}"
+        if "d" in attrib:
+            attrib["d"] = " ".join(attrib["d"].split())
+        if element.tag == "text":
+            attrib["style"] = "; ".join(p for p in attrib["style"].split("; ") if not p.startswith("font-family"))
+    for gid, tip in tips.items():
+        group = ids.get(f"{plot_id}-{gid}")
+        if group is None:
+            continue
+        if isinstance(tip, str):
+            group.insert(0, _title(tip))
+            continue
+        marks = [e for e in group.iter() if e.tag == "use"]
+        if len(marks) == len(tip):  # the markers matplotlib drew: one per point, in order
+            for mark, text in zip(marks, tip, strict=True):
+                mark.append(_title(text))
+    for key in ("width", "height", "version"):
+        root.attrib.pop(key, None)
+    root.attrib.update({"id": f"{plot_id}-svg", "class": "plot", "role": "img", "aria-label": title,
+                        "stroke-linejoin": "round", "stroke-linecap": "butt"})
+    root.insert(0, _title(title))
+    return Markup(ElementTree.tostring(root, encoding="unicode"))
+
+
+def _title(text: str) -> ElementTree.Element:
+    element = ElementTree.Element("title")
+    element.text = text
+    return element
+
+
+# --- charts ---------------------------------------------------------------------------------------------------
+
+
+def _log_scale(values: Sequence[float], axis: Axis) -> bool:
+    """Return whether ``axis`` is logarithmic for ``values``: as asked (``axis.log``), else when they span more than
+    :data:`LOG_SPAN`; never on a time axis or with a value ≤ 0."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if axis.time or finite.size == 0 or finite.min() <= 0:
+        return False
+    return bool(finite.max() / finite.min() > LOG_SPAN) if axis.log is None else axis.log
+
+
+def _set_axis(ax: Axes, which: str, axis: Axis, log: bool) -> None:
+    """Give ``ax``'s ``which`` ("x" or "y") axis the label of ``axis`` (" (log scale)" appended on a log axis) and its
+    ticks: explicit ones, dates on a time axis, or plain numbers at 1, 2, 5 × the powers of ten a log axis's data
+    span (only the powers beyond three decades)."""
+    target: MplAxis = ax.xaxis if which == "x" else ax.yaxis
+    target.set_label_text(axis.label + (" (log scale)" if log else ""))
+    if axis.time:
+        locator = AutoDateLocator()
+        target.set_major_locator(locator)
+        target.set_major_formatter(ConciseDateFormatter(locator))
+    elif log:
+        low, high = ax.dataLim.intervalx if which == "x" else ax.dataLim.intervaly
+        target.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if high / low <= 1000 else (1.0,)))
+        target.set_major_formatter(FuncFormatter(lambda value, _: _g(value)))
+        target.set_minor_locator(NullLocator())
+    if axis.ticks is not None:
+        target.set_ticks(list(axis.ticks), labels=[_g(v) for v in axis.ticks])
+        target.set_minor_locator(NullLocator())
+
+
+def _shown(points: Sequence[Point], xlog: bool, ylog: bool) -> list[Point]:
+    """Return the points an axis can show: finite, and positive on a log axis."""
+    return [p for p in points if math.isfinite(p.x) and math.isfinite(p.y)
+            and (p.x > 0 or not xlog) and (p.y > 0 or not ylog)]
+
+
+def _x_data(values: Sequence[float], time: bool) -> np.ndarray:
+    """Return x values for matplotlib: numbers, or POSIX times (s) as UTC datetimes."""
+    values = np.asarray(values, dtype=float)
+    return (values * 1e6).astype("datetime64[us]") if time else values
+
+
+def draw_chart(fig: Figure, series: Sequence[Series], x: Axis, y: Axis) -> Tips:
+    """Draw ``series`` on axes ``x`` and ``y`` in ``fig`` and return their tooltips: per series (group
+    ``<kind>-<i>``) a line and markers (a tooltip each; a line without markers: its name), error bars (group
+    ``errorbar-<i>``: a vertical whisker with caps in the series' colour, for each point with ``y_low`` and
+    ``y_high``); the points' labels placed by adjustText off the points and each other; a legend outside the axes
+    when there are named series. The axes' ranges include the points (and the ends of their error bars) of the
+    series that are ``scaled``, and the axes' ``include``; guide series do not widen them."""
+    ax = fig.add_subplot()
+    scaled = [p for s in series if s.scaled for p in s.points]
+    xlog = _log_scale([p.x for p in scaled] + list(x.include), x)
+    ylog = _log_scale([p.y for p in scaled] + [v for p in scaled for v in (p.bar() or ())] + list(y.include), y)
+    ax.set_xscale("log" if xlog else "linear")
+    ax.set_yscale("log" if ylog else "linear")
+    shown = [_shown(s.points, xlog, ylog) for s in series]
+    tips: Tips = {}
+    for i, s in enumerate(series):
+        if s.scaled:
+            tips |= _draw_series(ax, s, i, shown[i], x.time)
+    bounds = ax.dataLim
+    ax.update_datalim([(v, bounds.y0) for v in x.include if v > 0 or not xlog]
+                      + [(bounds.x0, v) for v in y.include if v > 0 or not ylog])
+    _set_axis(ax, "x", x, xlog)
+    _set_axis(ax, "y", y, ylog)
+    ax.autoscale_view()
+    ax.set_xlim(ax.get_xlim())  # the ranges of the data, fixed: the guides drawn next do not widen them
+    ax.set_ylim(ax.get_ylim())
+    for i, s in enumerate(series):
+        if not s.scaled:
+            tips |= _draw_series(ax, s, i, shown[i], x.time)
+    _legend(fig, ax)
+    _lay_out(fig)
+    _place_labels(ax, [p for points in shown for p in points], x.time)
+    return tips
 
 
 def chart(plot_id: str, title: str, series: Sequence[Series], x: Axis, y: Axis) -> Markup:
-    """Return an SVG chart of ``series`` on axes ``x`` and ``y``: frame, grid, ticks, axis labels, lines
-    (clipped to the plot area), error bars (a vertical whisker with caps, ``class="errorbar"``, in the series'
-    colour, for each point with ``y_low`` and ``y_high``), markers with their tooltips, and a legend when
-    there are named series. The axes' ranges include the points (and the ends of their error bars) of the series
-    that are ``scaled``."""
-    legend = any(s.legend for s in series) and len(series) > 0
-    left, top, right, bottom = 72, 14, WIDTH - (230 if legend else 16), HEIGHT - 52
-    scaled = [p for s in series if s.scaled for p in s.points]
-    bar_ends = [v for s in series if s.scaled for p in s.points for v in (p.bar() or ())]
-    sx = _Scale(np.array([p.x for p in scaled] + list(x.include)), x, left, right)
-    sy = _Scale(np.array([p.y for p in scaled] + bar_ends + list(y.include)), y, bottom, top)
-    out = _svg_start(plot_id, title, HEIGHT, (left, top, right, bottom), clip=True)
-    out += _x_axis(sx, top, bottom, HEIGHT)
-    for value, label in sy.ticks():
-        py = sy(value)
-        out.append(f'<line x1="{left}" y1="{py:.1f}" x2="{right}" y2="{py:.1f}" class="grid"/>'
-                   f'<line x1="{left - 5}" y1="{py:.1f}" x2="{left}" y2="{py:.1f}" class="tick"/>'
-                   f'<text x="{left - 8}" y="{py + 4:.1f}" text-anchor="end" class="tick">{_e(label)}</text>')
-    y_label = y.label + (" (log scale)" if sy.log else "")
-    out.append(f'<text transform="rotate(-90)" x="{-(top + bottom) / 2:.1f}" y="18" text-anchor="middle" '
-               f'class="axis">{_e(y_label)}</text>')
-    out.append(f'<g clip-path="url(#{_e(plot_id)}-clip)">')
-    for s in series:
-        if s.line and len(s.points) > 1:
-            coords = " ".join(f"{sx(p.x):.1f},{sy(p.y):.1f}" for p in s.points)
-            dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
-            out.append(f'<polyline points="{coords}" fill="none" stroke="{s.color}" stroke-width="1.6"{dash}>'
-                       f"<title>{_e(s.name)}</title></polyline>")
-    for s in series:
-        for p in s.points:
-            bar = p.bar()
-            if bar is not None:
-                out.append(_error_bar(sx(p.x), _bar_end(sy, bar[0]), _bar_end(sy, bar[1]), s.color))
-    out.append("</g>")
-    for s in series:
-        if not s.markers:
-            continue
-        fill = "none" if s.hollow else s.color
-        for p in s.points:
-            out.append(f'<circle cx="{sx(p.x):.1f}" cy="{sy(p.y):.1f}" r="{s.radius}" fill="{fill}" '
-                       f'stroke="{s.color}" fill-opacity="0.8"><title>{_e(p.tip)}</title></circle>')
-    if legend:
-        out += _legend(series, right + 14, top + 10)
-    out.append("</svg>")
-    return Markup("\n".join(out))
+    """Return the inline SVG of :func:`draw_chart`."""
+    return render(plot_id, title, lambda fig: draw_chart(fig, series, x, y))
 
 
-#: Half the width of an error bar's caps (px).
-CAP = 3.5
+def _draw_series(ax: Axes, s: Series, i: int, points: Sequence[Point], time: bool) -> Tips:
+    """Draw series ``s`` (number ``i`` of its chart; ``points``: those the axes can show) on ``ax``: its line and
+    markers as one artist (group ``<kind>-<i>``), its error bars (group ``errorbar-<i>``); return its tooltips."""
+    if not points:
+        return {}
+    gid = f"{s.kind}-{i}"
+    xs, ys = _x_data([p.x for p in points], time), np.array([p.y for p in points], dtype=float)
+    ax.plot(xs, ys, color=s.color, linestyle=(0, s.dash) if s.dash else "-" if s.line else "none", linewidth=1.6,
+            marker="o" if s.markers else "none", markersize=2 * s.radius,
+            markerfacecolor="none" if s.hollow else to_rgba(s.color, 0.8), markeredgecolor=s.color,
+            markeredgewidth=1.0, label=_text(s.name) if s.legend else "_nolegend_", gid=gid,
+            zorder=3 if s.markers else 2)
+    bars = [(k, *bar) for k, p in enumerate(points) if (bar := p.bar()) is not None]
+    if bars:
+        index, low, high = (np.array(v) for v in zip(*bars, strict=True))
+        y = ys[index]
+        container = ax.errorbar(xs[index], y, yerr=[np.maximum(y - low, 0), np.maximum(high - y, 0)], fmt="none",
+                                ecolor=s.color, elinewidth=1.2, capsize=3.5, zorder=2.5)
+        container.lines[2][0].set_gid(f"errorbar-{i}")
+    return {gid: [p.tip for p in points] if s.markers else s.name}
 
 
-def _bar_end(sy: _Scale, value: float) -> float:
-    """Return the pixel of an error bar's end ``value`` on ``sy`` (a value a log axis cannot show: its bottom)."""
-    return sy(value if not sy.log or value > 0 else 10.0**sy.a)
+def _legend(fig: Figure, ax: Axes) -> None:
+    """Put the legend of ``ax``'s named artists right of the axes (two columns beyond :data:`LEGEND_ROWS` entries),
+    the figure grown to its height when it is taller."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return
+    columns = 1 if len(handles) <= LEGEND_ROWS else 2
+    lines = sum(label.count("\n") + 1 for label in labels)
+    fig.set_figheight(max(fig.get_figheight(), (math.ceil(lines / columns) * 1.75 * FONT_PX + 40) / DPI))
+    fig.legend(handles, labels, loc="outside right upper", ncols=columns)
 
 
-def _error_bar(px: float, py_low: float, py_high: float, color: str) -> str:
-    """Return an error bar as one SVG path: a vertical line at ``px`` from ``py_low`` to ``py_high`` (pixels of
-    its low and high end) with a cap of ±:data:`CAP` px at each end."""
-    return (f'<path d="M{px:.1f},{py_low:.1f}V{py_high:.1f}M{px - CAP:.1f},{py_low:.1f}H{px + CAP:.1f}'
-            f'M{px - CAP:.1f},{py_high:.1f}H{px + CAP:.1f}" class="errorbar" fill="none" stroke="{color}" '
-            'stroke-width="1.2"/>')
+def _place_labels(ax: Axes, points: Sequence[Point], time: bool) -> None:
+    """Write a label beside each of ``points`` that has a name, moved by adjustText off every point and the other
+    labels (a thin line back to its point when moved away): the names when at most :data:`MAX_LABELS` and they fit
+    without overlapping each other or leaving the axes, else numbers (:func:`_number`); each point's ``label`` set to
+    what was written. The labels take no part in the figure's layout, done before."""
+    named = [p for p in points if p.name]
+    if not named:
+        return
+    numbers = len(named) > MAX_LABELS
+    texts = _adjusted_labels(ax, named, points, time, numbers)
+    if not numbers and _overlapping(ax, texts):
+        for artist in texts:
+            artist.remove()
+        _adjusted_labels(ax, named, points, time, numbers=True)
 
 
-def _positive(values: np.ndarray) -> np.ndarray:
-    return values[np.isfinite(values) & (values > 0)]
+def _adjusted_labels(ax: Axes, named: Sequence[Point], points: Sequence[Point], time: bool,
+                     numbers: bool) -> list[Artist]:
+    """Write the names (or numbers) of ``named`` beside them, placed by adjustText off ``points`` and each other;
+    return the labels (group ``label-<k>``) and their lines."""
+    if numbers:
+        _number(named)
+    else:
+        for point in named:
+            point.label = point.name
+    xs = ax.convert_xunits(_x_data([p.x for p in named], time))
+    texts = [ax.text(x, p.y, p.label, parse_math=False, gid=f"label-{k}", zorder=4)
+             for k, (x, p) in enumerate(zip(xs, named, strict=True))]
+    static = np.column_stack([ax.convert_xunits(_x_data([p.x for p in points], time)), [p.y for p in points]])
+    static = static[_nearest(ax.transData.transform(static), ax.transData.transform(np.column_stack([xs, [
+        p.y for p in named]])), LABEL_OBSTACLES)]
+    _, lines = adjust_text(texts, x=static[:, 0], y=static[:, 1], ax=ax, iter_lim=LABEL_ITERATIONS,
+                           prevent_crossings=False, expand=(1.2, 1.5), force_text=(0.3, 0.5),
+                           arrowprops={"arrowstyle": "-", "color": "#777777", "lw": 0.6})
+    return texts + lines
+
+
+def _nearest(points_px: np.ndarray, named_px: np.ndarray, limit: int) -> np.ndarray:
+    """Return the indices of the at most ``limit`` of ``points_px`` nearest to one of ``named_px`` (px, in order)."""
+    if len(points_px) <= limit:
+        return np.arange(len(points_px))
+    distance = np.sqrt(((points_px[:, None, :] - named_px[None, :, :]) ** 2).sum(-1)).min(axis=1)
+    return np.sort(np.argsort(distance, kind="stable")[:limit])
+
+
+def _overlapping(ax: Axes, labels: Sequence[Artist]) -> bool:
+    """Return whether two of the text ``labels`` overlap, or one leaves ``ax``."""
+    renderer = ax.figure.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer).padded(1.0)  # px: adjustText puts labels right at the edge
+    boxes = [t.get_window_extent(renderer) for t in labels if isinstance(t, Text)]
+    return any(not (inside.x0 <= b.x0 and b.x1 <= inside.x1 and inside.y0 <= b.y0 and b.y1 <= inside.y1)
+               for b in boxes) or any(a.overlaps(b) for k, a in enumerate(boxes) for b in boxes[k + 1:])
+
+
+def _number(points: Sequence[Point]) -> None:
+    """Set the ``label`` of each of ``points`` to its number, 1… from left to right (then top to bottom)."""
+    for number, point in enumerate(sorted(points, key=lambda p: (p.x, -p.y)), 1):
+        point.label = str(number)
+
+
+def label_key(points: Iterable[Point]) -> str:
+    """Return the caption's key to the numbers :func:`chart` wrote at ``points`` instead of their names ("" when it
+    wrote the names)."""
+    numbered = sorted((int(p.label), p.name) for p in points if p.name and p.label and p.label != p.name)
+    return " Numbers at the points: " + "; ".join(f"{n} {name}" for n, name in numbered) + "." if numbered else ""
 
 
 def box_chart(plot_id: str, title: str, rows: Sequence[tuple[str, np.ndarray]], x: Axis) -> Markup:
-    """Return a horizontal box-and-strip SVG chart: a row per (label, samples): box from the first to the
-    third quartile, median line, whiskers to the last sample within 1.5 × IQR, and up to
-    :data:`STRIP_POINTS` samples as dots (evenly spaced in sorted order), each with its tooltip."""
-    row_h = 22
-    left, top, right = 250, 14, WIDTH - 16
-    bottom = top + row_h * len(rows)
-    height = bottom + 52
-    everything = np.concatenate([np.asarray(s, dtype=float) for _, s in rows])
-    sx = _Scale(everything, x, left, right)
-    out = _svg_start(plot_id, title, height, (left, top, right, bottom), clip=False)
-    out += _x_axis(sx, top, bottom, height)
+    """Return the inline SVG of :func:`draw_box_chart`."""
+    return render(plot_id, title, lambda fig: draw_box_chart(fig, rows, x))
+
+
+def draw_box_chart(fig: Figure, rows: Sequence[tuple[str, np.ndarray]], x: Axis) -> Tips:
+    """Draw a horizontal box-and-strip chart in ``fig`` (its height grown to the rows) and return its tooltips: a
+    row per (label, samples), the label (whole) beside it: box from the first to the third quartile (a bar of group
+    ``box-<i>``), median line, whiskers to the last sample within 1.5 × IQR (matplotlib's box statistics), and up to
+    :data:`STRIP_POINTS` samples as dots (group ``samples``, evenly spaced in sorted order), each with its tooltip.
+    Each kind of element is one artist for all the rows (matplotlib's boxplot makes six per row: slow)."""
+    log = _log_scale(np.concatenate([np.asarray(s, dtype=float) for _, s in rows]), x)
+    labels = [_text(label, 2 * WRAP) for label, _ in rows]
+    row_px = 24 * max(label.count("\n") + 1 for label in labels)
+    fig.set_figheight((row_px * len(rows) + 80) / DPI)
+    ax = fig.add_subplot()
+    ax.set_xscale("log" if log else "linear")
+    drawn, stats, dots = [], [], []
+    tips: Tips = {}
     for i, (label, raw) in enumerate(rows):
         samples = np.sort(np.asarray(raw, dtype=float))
-        samples = _positive(samples) if sx.log else samples[np.isfinite(samples)]
-        cy = top + row_h * i + row_h / 2
-        short = label if len(label) <= 38 else label[:37] + "…"
-        out.append(f'<text x="{left - 8}" y="{cy + 4:.1f}" text-anchor="end" class="tick"><title>{_e(label)}'
-                   f"</title>{_e(short)}</text>")
+        samples = samples[np.isfinite(samples) & ((samples > 0) | (not log))]
         if samples.size == 0:
             continue
-        q1, median, q3 = np.percentile(samples, [25, 50, 75])
-        iqr = q3 - q1
-        low = samples[samples >= q1 - 1.5 * iqr].min()
-        high = samples[samples <= q3 + 1.5 * iqr].max()
-        tip = (f"{label}: median {_g(median)} ms, IQR {_g(q1)}–{_g(q3)} ms, whiskers {_g(low)}–{_g(high)} ms, "
-               f"{samples.size} samples")
-        out.append(f'<line x1="{sx(low):.1f}" y1="{cy:.1f}" x2="{sx(high):.1f}" y2="{cy:.1f}" class="whisker"/>')
-        out.append(f'<rect x="{sx(q1):.1f}" y="{cy - 7:.1f}" width="{max(sx(q3) - sx(q1), 1):.1f}" height="14" '
-                   f'class="box"><title>{_e(tip)}</title></rect>')
-        out.append(f'<line x1="{sx(median):.1f}" y1="{cy - 7:.1f}" x2="{sx(median):.1f}" y2="{cy + 7:.1f}" '
-                   f'class="median"/>')
-        picks = np.unique(np.linspace(0, samples.size - 1, min(STRIP_POINTS, samples.size)).round().astype(int))
-        for k, j in enumerate(picks):
-            jitter = ((k * 7919) % 11 - 5) * 0.9
-            out.append(f'<circle cx="{sx(samples[j]):.1f}" cy="{cy + jitter:.1f}" r="1.8" class="sample">'
-                       f"<title>{_e(label)}: {_e(_g(samples[j]))} ms</title></circle>")
-    out.append("</svg>")
-    return Markup("\n".join(out))
+        [row] = cbook.boxplot_stats(samples, whis=1.5)
+        drawn.append(i)
+        stats.append(row)
+        tips[f"box-{i}"] = (f"{label}: median {_g(row['med'])} ms, IQR {_g(row['q1'])}–{_g(row['q3'])} ms, "
+                            f"whiskers {_g(row['whislo'])}–{_g(row['whishi'])} ms, {samples.size} samples")
+        picks = samples[np.unique(np.linspace(0, samples.size - 1, min(STRIP_POINTS, samples.size)).round()
+                                  .astype(int))]
+        dots += [(v, i + ((k * 7919) % 11 - 5) * 0.035, f"{label}: {_g(v)} ms") for k, v in enumerate(picks)]
+    if stats:
+        y = np.array(drawn, dtype=float)
+        q1, q3, med, low, high = (np.array([row[k] for row in stats]) for k in ("q1", "q3", "med", "whislo", "whishi"))
+        boxes = ax.barh(y, q3 - q1, left=q1, height=0.6, color="#cfe0f3", edgecolor="#0072B2", zorder=2)
+        for i, box in zip(drawn, boxes, strict=True):
+            box.set_gid(f"box-{i}")
+        ax.hlines(np.r_[y, y], np.r_[low, q3], np.r_[q1, high], color="#555555", linewidth=1.0, zorder=1.5)
+        ax.vlines(np.r_[low, high], np.r_[y, y] - 0.15, np.r_[y, y] + 0.15, color="#555555", linewidth=1.0)
+        ax.vlines(med, y - 0.3, y + 0.3, color="#D55E00", linewidth=2.0, zorder=2.5)
+        xs, ys, dot_tips = zip(*dots, strict=True)
+        ax.plot(xs, ys, linestyle="none", marker="o", markersize=3.6, color=to_rgba("#333333", 0.45),
+                markeredgewidth=0, gid="samples", zorder=3)
+        tips["samples"] = list(dot_tips)
+    ax.set_yticks(range(len(rows)), labels=labels)
+    ax.yaxis.grid(False)
+    _set_axis(ax, "x", x, log)
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # a row per case, the first on top
+    _lay_out(fig)
+    return tips
+
+
+def name_points(named: Sequence[tuple[Point, str, bool]], key: str = "on the Pareto fronts") -> str:
+    """Name the points a reader must identify (their ``name``, which :func:`chart` writes beside them or numbers),
+    given ``(point, name, is key)`` triples: all when at most :data:`MAX_NAMED`, else the key ones (``key`` says which;
+    evenly spaced down to :data:`MAX_NAMED`). Names leave out the words all the named points share. Return the
+    caption's sentences saying so (:func:`label_key` gives the numbers' key once drawn)."""
+    chosen = list(named) if len(named) <= MAX_NAMED else [n for n in named if n[2]]
+    if len(chosen) > MAX_NAMED:
+        chosen = [chosen[k] for k in np.linspace(0, len(chosen) - 1, MAX_NAMED).round().astype(int)]
+    names, shared = _short_names([name for _, name, _ in chosen])
+    for (point, _, _), name in zip(chosen, names, strict=True):
+        point.name = name
+    return ((f" Named: {len(chosen)} of the {len(named)} points, {key}." if len(chosen) < len(named) else "")
+            + (f" Names leave out what all share: {shared}." if shared else ""))
+
+
+def _short_names(names: Sequence[str]) -> tuple[list[str], str]:
+    """Return ``names`` without the words all of them share (a name left empty stays whole), and those words."""
+    if len(names) < 2:
+        return list(names), ""
+    words = [name.split() for name in names]
+    shared = set(words[0]).intersection(*words[1:])
+    return ([" ".join(w for w in ws if w not in shared) or name for ws, name in zip(words, names, strict=True)],
+            " ".join(w for w in words[0] if w in shared))
 
 
 # --- the plots of a suite ------------------------------------------------------------------------------------
@@ -448,6 +623,7 @@ def accuracy_latency_plot(records: pd.DataFrame, plot_id: str = "plot-accuracy")
     if len(cases) < 2:
         return None
     series: list[Series] = []
+    named: list[tuple[Point, str, bool]] = []
     shown = total = 0
     bars = False
     keys = [c for c in ("device", "dtype", "batch") if c in cases]
@@ -459,15 +635,17 @@ def accuracy_latency_plot(records: pd.DataFrame, plot_id: str = "plot-accuracy")
         group = group.assign(_front=front)
         kept = _subsample(group, front)
         shown, total = shown + len(kept), total + len(group)
-        points = [_accuracy_point(r) for r in
-                  kept[["latency_ms_median", "acc_top1", "acc_std", "acc_n", "label", "_front"]].to_dict("records")]
+        rows = kept[["latency_ms_median", "acc_top1", "acc_std", "acc_n", "label", "_front"]].to_dict("records")
+        points = [_accuracy_point(r) for r in rows]
+        named += [(p, str(r["label"]), bool(r["_front"])) for p, r in zip(points, rows, strict=True)]
         bars |= any(p.bar() is not None for p in points)
         series.append(Series(name, points, color))
         on_front = group[front].sort_values("latency_ms_median")
         front_points = [Point(a, 100 * b) for a, b in
                         zip(on_front["latency_ms_median"], on_front["acc_top1"], strict=True)]
-        series.append(Series(f"{name} Pareto front", front_points, color, line=True, markers=False, dash="5 3",
-                             legend=False))
+        series.append(Series(f"{name} Pareto front", front_points, color, line=True, markers=False, dash=FRONT_DASH,
+                             legend=False, kind="front"))
+    names = name_points(named)
     title = "Top-1 accuracy vs latency"
     svg = chart(plot_id, title, series, Axis("Latency median (ms per batch)"), Axis("Top-1 accuracy (%)"))
     datasets = sorted(cases["acc_dataset"].dropna().astype(str).unique()) if "acc_dataset" in cases else []
@@ -479,7 +657,7 @@ def accuracy_latency_plot(records: pd.DataFrame, plot_id: str = "plot-accuracy")
                   "std) over them, and the front is that of the means." if bars else "")
                + (f" Dataset: {', '.join(datasets)}." if datasets else "")
                + (f" {shown} of {total} cases drawn (front kept, the rest evenly subsampled)." if shown < total
-                  else ""))
+                  else "") + names + label_key(p for p, _, _ in named))
     return Plot(plot_id, title, svg, caption)
 
 
@@ -512,15 +690,18 @@ def flops_latency_plot(records: pd.DataFrame, plot_id: str = "plot-flops") -> Pl
     roofs: list[str] = []
     unknown: list[str] = []
     include: list[float] = []
+    named: list[tuple[Point, str, bool]] = []
     shown = 0
     for i, ((hardware, dtype), group) in enumerate(ok.groupby(["hardware", "dtype"], sort=True)):
         color = PALETTE[i % len(PALETTE)]
-        kept = _subsample(group)
+        front = pareto_front(group["latency_ms_median"], group[column])  # the most work in the least time
+        kept = _subsample(group.assign(_front=front), front)
         shown += len(kept)
         name = f"{hardware or 'unknown hardware'} {dtype}"
+        rows = kept[["latency_ms_median", column, "label", "_front"]].to_dict("records")
         points = [Point(r["latency_ms_median"], r[column] / 1e9,
-                        f"{r['label']}: {_g(r['latency_ms_median'])} ms, {_g(r[column] / 1e9)} G{unit}")
-                  for r in kept[["latency_ms_median", column, "label"]].to_dict("records")]
+                        f"{r['label']}: {_g(r['latency_ms_median'])} ms, {_g(r[column] / 1e9)} G{unit}") for r in rows]
+        named += [(p, str(r["label"]), bool(r["_front"])) for p, r in zip(points, rows, strict=True)]
         series.append(Series(name, points, color))
         peak = peak_tflops(str(hardware), str(dtype)) if str(group["device"].iloc[0]).startswith("cuda") else None
         if peak is None:
@@ -529,9 +710,10 @@ def flops_latency_plot(records: pd.DataFrame, plot_id: str = "plot-flops") -> Pl
         tflops, source = peak
         # TFLOP/s × ms = GFLOP: the roof is the work the device could do at its peak in that time
         series.append(Series(f"{name} peak {_g(tflops)} TFLOP/s", [Point(t, tflops * t * per_flop) for t in xs],
-                             color, line=True, markers=False, dash="6 4", scaled=False))
+                             color, line=True, markers=False, dash=(4.0, 2.5), scaled=False, kind="roof"))
         include.append(tflops * lat.min() * per_flop)
         roofs.append(f"{name}: {_g(tflops)} TFLOP/s ({source})")
+    names = name_points(named, "the most efficient (no other case of their device does more work in less time)")
     title = f"{unit} vs latency per device"
     svg = chart(plot_id, title, series, Axis("Latency median (ms per batch)"),
                 Axis(f"{unit} per batch (G)", include=include))
@@ -540,7 +722,8 @@ def flops_latency_plot(records: pd.DataFrame, plot_id: str = "plot-flops") -> Pl
                   "can lie above it" + ("; a MAC counted as two FLOPs" if unit == "MACs" else "") + "): "
                   + "; ".join(roofs) + "." if roofs else "")
                + (" No peak known for " + "; ".join(unknown) + ": no roof drawn." if unknown else "")
-               + (f" {shown} of {len(ok)} cases drawn (evenly subsampled)." if shown < len(ok) else ""))
+               + (f" {shown} of {len(ok)} cases drawn (the most efficient kept, the rest evenly subsampled)."
+                  if shown < len(ok) else "") + names + label_key(p for p, _, _ in named))
     return Plot(plot_id, title, svg, caption)
 
 
@@ -560,12 +743,16 @@ def latency_distribution_plot(records: pd.DataFrame, plot_id: str = "plot-latenc
         return None
     total = max(total or 0, len(rows))
     rows = rows[:MAX_BOXES]
+    names, shared = _short_names([label for label, _ in rows])
     title = "Latency distribution per case"
-    svg = box_chart(plot_id, title, rows, Axis("Latency (ms per batch)"))
+    svg = box_chart(plot_id, title, [(name, samples) for name, (_, samples) in zip(names, rows, strict=True)],
+                    Axis("Latency (ms per batch)"))
     caption = ("Every timed sample of the latest record of each case (ms per batch): box from the first to the third "
-               "quartile, line at the median, whiskers to the last sample within 1.5 × IQR of the box, dots = "
+               "quartile, line at the median, whiskers to the last sample within 1.5 × IQR of the box (at the box "
+               "when none lies beyond it), dots = "
                f"samples (at most {STRIP_POINTS} per case, evenly spaced in sorted order)."
-               + (f" The first {len(rows)} of {total} cases in table order." if len(rows) < total else ""))
+               + (f" The first {len(rows)} of {total} cases in table order." if len(rows) < total else "")
+               + (f" Names leave out what all share: {shared}." if shared else ""))
     return Plot(plot_id, title, svg, caption)
 
 
@@ -589,7 +776,7 @@ def error_batch_plot(records: pd.DataFrame, plot_id: str = "plot-error-batch") -
         name = f"{model} {norm} published"
         points = [Point(b, e, f"{name} ({source}): batch {b}, top-1 error {_f(e)}%")
                   for b, e in sorted(errors.items())]
-        series.append(Series(name, points, color, line=True, dash="4 3", hollow=True))
+        series.append(Series(name, points, color, line=True, dash=(2.5, 2.0), hollow=True, kind="published"))
     batches = sorted({p.x for s in series for p in s.points})
     title = "Top-1 error vs batch size per normalization"
     svg = chart(plot_id, title, series, Axis("Images per process (batch)", log=True, ticks=batches),
@@ -667,27 +854,34 @@ def compression_plot(records: pd.DataFrame, plot_id: str = "plot-compression") -
     rows = rows[rows["top1_mean"].notna() & rows["latency_ms_median"].notna()]
     if len(rows) < 2:
         return None
+    rows = rows.assign(_front=False)
+    for _, group in rows.groupby("model", sort=True):
+        rows.loc[group.index, "_front"] = pareto_front(group["latency_ms_median"], group["top1_mean"])
     series: list[Series] = []
+    named: list[tuple[Point, str, bool]] = []
     for i, (method, group) in enumerate(rows.groupby("compress", sort=True)):
         points = []
         for row in group.to_dict("records"):
             std = 100 * row["top1_std"] if not is_missing(row["top1_std"]) else math.nan
             acc, lat = 100 * row["top1_mean"], float(row["latency_ms_median"])
-            tip = f"{row['model']} {method} {row['level']}".strip() + f": {_g(lat)} ms, top-1 {_f(acc)}%"
+            name = f"{row['model']} {method} {row['level']}".strip()
+            tip = f"{name}: {_g(lat)} ms, top-1 {_f(acc)}%"
             points.append(Point(lat, acc, tip + (f" ± {_f(std)}" if math.isfinite(std) else ""), acc - std, acc + std))
+            named.append((points[-1], name, bool(row["_front"])))
         series.append(Series(str(method), points, PALETTE[i % len(PALETTE)]))
     for model, group in rows.groupby("model", sort=True):
-        on_front = group[pareto_front(group["latency_ms_median"], group["top1_mean"])].sort_values("latency_ms_median")
+        on_front = group[group["_front"]].sort_values("latency_ms_median")
         series.append(Series(f"{model} Pareto front", [Point(float(a), 100 * float(b)) for a, b in zip(
             on_front["latency_ms_median"], on_front["top1_mean"], strict=True)], "#999999", line=True, markers=False,
-            dash="5 3", legend=False))
+            dash=FRONT_DASH, legend=False, kind="front"))
+    names = name_points(named)
     title = "Compression: top-1 accuracy vs latency"
     svg = chart(plot_id, title, series, Axis("Latency median (ms per batch, the cost case)"),
                 Axis("Top-1 accuracy (%)"))
     caption = ("Each compressed model and level (a colour per method; dense: compress none) at its top-1 accuracy "
                "(mean over the seeds, bar ± one std) and its latency (the cost case: random weights compressed, the "
                "largest input size measured); the dashed grey line joins each model's Pareto front: the rows no "
-               "other row of the model beats on both.")
+               "other row of the model beats on both." + names + label_key(p for p, _, _ in named))
     return Plot(plot_id, title, svg, caption)
 
 
@@ -728,7 +922,7 @@ def box_simulation_plot(records: pd.DataFrame, plot_id: str = "plot-box-simulati
         step = max(1, math.ceil(errors.size / 50))  # markers (tooltips) on at most ~50 iterations, the line on all
         points = [Point(i + 1, float(e), f"{name}: iteration {i + 1}, total error {_g(float(e))}")
                   for i, e in enumerate(errors) if e > 0 and math.isfinite(e)]
-        series.append(Series(name, points, color, line=True, markers=False))
+        series.append(Series(name, points, color, line=True, markers=False, kind="curve"))
         marked = [p for p in points if (int(p.x) - 1) % step == 0 or int(p.x) == errors.size]
         series.append(Series(name, marked, color, radius=2.0, legend=False))
         published = _published_final(record)
