@@ -4,9 +4,11 @@ Layout of the output folder::
 
     index.html               the leaderboard: a row per (variant, input, batch, device, dtype), latest values
     suite-<slug>.html        a suite's comparison table, its extra views, plots, cases not measured
-    run-<slug>.html          a run's environment, records per status, failed and skipped cases
+    run-<slug>.html          a run's environment, its records (a table per suite, as on the suite's page),
+                             failed and skipped cases
     assets/report.css        the style of every page
-    assets/report.js         sorting (click a header) and filtering (text box, device and dtype) of tables
+    assets/report.js         sorting (click a header) and filtering (text box, device and dtype) of tables, and
+                             the button that shows a table's collapsed columns
 
 Nothing is fetched from the network: the pages link only to each other and to ``assets/``, and plots are
 inline SVG, so the folder works from ``file://``. The store's part files are read together (a pyarrow dataset),
@@ -35,7 +37,7 @@ import pyarrow.parquet as pq
 
 from harness.errors import HarnessError
 from harness.report.plots import MAX_BOXES, suite_plots
-from harness.report.tables import ROW_ORDER, leaderboard, run_summaries, suite_table
+from harness.report.tables import ROW_ORDER, leaderboard, run_summaries, run_tables, suite_table
 from harness.store import BASE_COLUMNS, VANISHED_RETRIES, ResultStore, safe_name, screen_files, write_text_atomically
 from harness.store_query import latest_per_case
 
@@ -247,6 +249,7 @@ def render_site(results_dir: str | Path = "results", out_dir: str | Path = "repo
         nav = [(name, page) for name, page in sorted(suite_pages.items())]
         suites = _suite_rows(frame, latest, suite_pages)
         runs = run_summaries(frame)
+        records_by_run = run_tables(frame)
         history = _history_by_suite(frame)
         for name, records in latest.groupby("suite", sort=True):
             name = str(name)
@@ -261,6 +264,7 @@ def render_site(results_dir: str | Path = "results", out_dir: str | Path = "repo
         for run in runs:
             page = run_pages[run.run_id]
             html = env.get_template("run.html.j2").render(**common, nav_suites=nav, run=run,
+                                                          tables=records_by_run.get(run.run_id, {}),
                                                           suite_pages=suite_pages, page_title=f"run {run.run_id}")
             (out / page).write_text(html, encoding="utf-8")
             written.add(page)

@@ -46,20 +46,29 @@ class Cell:
 
 
 @dataclass
-class SuiteTable:
-    """A suite's comparison table: headers, rows of cells, and the runs and environment behind it.
+class RecordTable:
+    """A table of records, a row per record: headers, rows of cells, and the records that are not ok.
 
-    ``numeric[i]`` says whether column ``i`` sorts as numbers (its cells carry ``value``).
+    ``numeric[i]`` says whether column ``i`` sorts as numbers (its cells carry ``value``); ``detail[i]`` whether it
+    is collapsed until the reader asks for it (see :func:`detail_columns`).
     """
 
-    suite: str
     headers: list[str]
     rows: list[list[Cell]]
-    runs: list[str]
-    environment: dict[str, str]
+    numeric: list[bool]
+    detail: list[bool]
     problems: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class SuiteTable(RecordTable):
+    """A suite's comparison table (a :class:`RecordTable` of its latest record per case), the runs and environment
+    behind it and its extra views."""
+
+    suite: str = ""
+    runs: list[str] = field(default_factory=list)
+    environment: dict[str, str] = field(default_factory=dict)
     views: list[ViewTable] = field(default_factory=list)
-    numeric: list[bool] = field(default_factory=list)
 
 
 @dataclass
@@ -86,8 +95,9 @@ class LeaderboardRow:
 class Leaderboard:
     """The leaderboard: a row per (variant, input, batch, device, dtype) with its latest ok values.
 
-    ``keys`` are the columns' names (``data-key`` of the headers), ``numeric`` which sort as numbers;
-    ``unranked`` counts the cases that have no ok record in any suite (listed on their suite pages).
+    ``keys`` are the columns' names (``data-key`` of the headers), ``numeric`` which sort as numbers, ``detail``
+    which are collapsed until the reader asks for them (:func:`detail_columns`); ``unranked`` counts the cases
+    that have no ok record in any suite (listed on their suite pages).
     """
 
     headers: list[str]
@@ -97,6 +107,7 @@ class Leaderboard:
     devices: list[str]
     dtypes: list[str]
     unranked: int = 0
+    detail: list[bool] = field(default_factory=list)
 
 
 @dataclass
@@ -183,10 +194,10 @@ def _joined(values: pd.Series) -> str:
 
 
 def _environment(records: pd.DataFrame) -> dict[str, str]:
-    """Return the protocol caption of a suite's records: device, dtype, batch, threads, timer, environment."""
+    """Return the protocol caption of a suite's records: device, dtype, batch, input, threads, timer, environment."""
     last = records.sort_values("timestamp_utc", kind="stable").iloc[-1]
     environment: dict[str, str] = {}
-    for column, name in (("device", "device"), ("dtype", "dtype"), ("batch", "batch")):
+    for column, name in (("device", "device"), ("dtype", "dtype"), ("batch", "batch"), ("resolution", "input (px)")):
         if column in records:
             environment[name] = _joined(records[column])
     for column in ("latency_threads", "env_torch_threads"):
@@ -205,11 +216,26 @@ def _environment(records: pd.DataFrame) -> dict[str, str]:
     return environment
 
 
-def suite_table(records: pd.DataFrame) -> SuiteTable:
-    """Return the comparison table of one suite's latest records: a row per case, best per column bold.
+#: Metric columns that say how a value was measured rather than what was measured: collapsed by default.
+PROTOCOL_METRICS = frozenset({"latency_ms_iqr", "latency_repeats", "complexity_coverage"})
+#: Case fields that say how a case was measured rather than which case it is: collapsed by default.
+PROTOCOL_FIELDS = frozenset({"threads"})
+#: Case fields holding options (JSON objects): their cells may wrap.
+OPTION_FIELDS = frozenset({"model_kwargs", "norm_kwargs", "compress_kwargs"})
 
-    Columns with a published value anywhere in the suite get a ``published (Δ)`` column beside them.
-    """
+
+def detail_columns(rows: list[list[Cell]], protocol: list[bool], fields: list[bool]) -> list[bool]:
+    """Return, per column, whether a page collapses it until the reader asks for it (report.js): a protocol column
+    (``protocol``), or a case field (``fields``) whose text is the same in every row of a table of two rows or
+    more (the table's caption or heading says it once). The first column is never collapsed."""
+    same = [len(rows) > 1 and all(row[i].text == rows[0][i].text for row in rows) for i in range(len(fields))]
+    return [i > 0 and (p or (f and s)) for i, (p, f, s) in enumerate(zip(protocol, fields, same, strict=True))]
+
+
+def record_table(records: pd.DataFrame) -> RecordTable:
+    """Return the table of ``records`` (a suite's, each case once): a row per record in :data:`ROW_ORDER`, the
+    best value of each column bold, its case fields (protocol fields only where some row is not at the default),
+    status and metrics; columns with a published value in any row get a ``published (Δ)`` column beside them."""
     records = records.sort_values([c for c in ROW_ORDER if c in records], kind="stable")
     shown = _shown_metrics(records)
     best = _best_values(records, shown)
@@ -222,18 +248,24 @@ def suite_table(records: pd.DataFrame) -> SuiteTable:
     headers = [h for _, h in identity] + ["Status"]
     numeric = [pd.api.types.is_numeric_dtype(records[col]) and records[col].dtype != bool for col, _ in identity]
     numeric.append(False)
+    protocol = [col in PROTOCOL_FIELDS for col, _ in identity] + [False]
     for d in shown:
         headers.append(d.header)
         numeric.append(True)
+        protocol.append(d.column in PROTOCOL_METRICS)
         if d.column in published_cols:
             headers.append(f"{d.header} published (Δ)")
             numeric.append(True)
+            protocol.append(d.column in PROTOCOL_METRICS)
     needed = [c for c, _ in identity] + [d.column for d in shown] + ["status", "published_json", "label", "error",
                                                                     "failure_class"]
+    kinds = ["wrap" if col in OPTION_FIELDS else "text" if i and not numeric[i] else ""  # words to the left
+             for i, (col, _) in enumerate(identity)]
     rows = []
     problems = []
     for record in records[[c for c in dict.fromkeys(needed) if c in records]].to_dict("records"):
-        row = [Cell(text(record.get(col)), value=_number(record.get(col))) for col, _ in identity]
+        row = [Cell(text(record.get(col)), value=_number(record.get(col)), kind=kinds[i])
+               for i, (col, _) in enumerate(identity)]
         row.append(Cell(record["status"], kind=f"status-{record['status']}"))
         published = _published(record)
         for d in shown:
@@ -247,16 +279,30 @@ def suite_table(records: pd.DataFrame) -> SuiteTable:
             problems.append({"label": record["label"], "status": record["status"],
                              "failure_class": _or_empty(record.get("failure_class")),
                              "error": _or_empty(error)})
+    fields = [True] * (len(identity) + 1) + [False] * (len(headers) - len(identity) - 1)  # the status is a field too
+    return RecordTable(headers=headers, rows=rows, numeric=numeric, detail=detail_columns(rows, protocol, fields),
+                       problems=problems)
+
+
+def suite_table(records: pd.DataFrame) -> SuiteTable:
+    """Return the comparison table of one suite's latest records (:func:`record_table`: a row per case, best per
+    column bold) with the runs and environment behind it and the suite's extra views (:data:`SUITE_VIEWS`)."""
     return SuiteTable(
+        **vars(record_table(records)),
         suite=str(records["suite"].iloc[0]),
-        headers=headers,
-        rows=rows,
         runs=sorted(records["run_id"].unique()),
         environment=_environment(records),
-        problems=problems,
         views=[view for make in SUITE_VIEWS if (view := make(records)) is not None],
-        numeric=numeric,
     )
+
+
+def run_tables(frame: pd.DataFrame) -> dict[str, dict[str, RecordTable]]:
+    """Return ``{run_id: {suite: table}}``: per run, the :func:`record_table` of each suite's records in that run
+    (a case's latest record in the run, an ok one first, when it has several), suites in name order."""
+    out: dict[str, dict[str, RecordTable]] = {}
+    for (run, suite), records in frame.groupby(["run_id", "suite"], sort=True):
+        out.setdefault(str(run), {})[str(suite)] = record_table(latest_per_case(records))
+    return out
 
 
 def _error_pct(accuracy: float) -> float:
@@ -645,9 +691,15 @@ def leaderboard(records: pd.DataFrame) -> Leaderboard:
     headers = [h for _, h in LEADERBOARD_IDENTITY] + [d.header for d in metrics] + ["Measured (UTC)", "Suites"]
     keys = [k for k, _ in LEADERBOARD_IDENTITY] + [d.column for d in metrics] + ["timestamp_utc", "suites"]
     numeric = [k in ("resolution", "batch") for k, _ in LEADERBOARD_IDENTITY] + [True] * len(metrics) + [False] * 2
+    fields = [True] * len(LEADERBOARD_IDENTITY) + [False] * (len(metrics) + 1)
+    protocol = [False] * (len(LEADERBOARD_IDENTITY) + len(metrics)) + [True]  # the time it was measured
+
+    def detail(rows: list[LeaderboardRow]) -> list[bool]:
+        return [*detail_columns([row.cells for row in rows], protocol, fields), False]  # the suites are not cells
+
     if not ok.any():
         unranked = int(records["case_id"].nunique()) if len(records) else 0
-        return Leaderboard(headers, keys, numeric, [], [], [], unranked)
+        return Leaderboard(headers, keys, numeric, [], [], [], unranked, detail([]))
     cases, case_names = pd.factorize(records["case_id"], use_na_sentinel=False)
     has_ok = np.bincount(cases[ok], minlength=len(case_names)) > 0
     unranked = int((~has_ok).sum())
@@ -681,8 +733,8 @@ def leaderboard(records: pd.DataFrame) -> Leaderboard:
     columns = [*group_keys, "hardware", "timestamp_utc", "_group", *(d.column for d in metrics)]
     rows = []
     for record in best[columns].to_dict("records"):
-        cells = [Cell(text(record[k]), value=_number(record[k]) if k in ("resolution", "batch") else None)
-                 for k, _ in LEADERBOARD_IDENTITY]
+        cells = [Cell(text(record[k]), value=_number(record[k]) if k in ("resolution", "batch") else None,
+                      kind="wrap" if k == "hardware" else "") for k, _ in LEADERBOARD_IDENTITY]
         for d in metrics:
             value = record[d.column]
             cells.append(Cell("–") if is_missing(value) else Cell(d.format(value), value=float(value)))
@@ -691,7 +743,7 @@ def leaderboard(records: pd.DataFrame) -> Leaderboard:
         rows.append(LeaderboardRow(cells, text(record["device"]), text(record["dtype"]),
                                    sorted(suites[record["_group"]])))
     return Leaderboard(headers, keys, numeric, rows, sorted(best["device"].dropna().astype(str).unique()),
-                       sorted(best["dtype"].dropna().astype(str).unique()), unranked)
+                       sorted(best["dtype"].dropna().astype(str).unique()), unranked, detail(rows))
 
 
 # --- runs ------------------------------------------------------------------------------------------------

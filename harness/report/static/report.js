@@ -6,6 +6,8 @@
  * Filtering: controls with class "table-filter" and data-table="<table id>": a text <input> keeps the rows
  * whose text contains it (case-insensitive); a <select data-column="c"> keeps the rows whose data-c equals
  * its value ("" = all). The element with id "<table id>-count" says how many rows are shown.
+ * Collapsed columns: the columns of a table marked <col class="detail"> (in its <colgroup>) are hidden until the
+ * button put above the table (class "column-toggle", naming them) shows them; clicked again, it hides them.
  */
 (function () {
   "use strict";
@@ -81,6 +83,41 @@
     if (count) { count.textContent = shown + " of " + rows.length + " rows"; }
   }
 
+  function detailIndexes(table) {
+    var indexes = [];
+    var index = 0;
+    table.querySelectorAll("colgroup > col").forEach(function (col) {
+      for (var k = 0; k < (col.span || 1); k++, index++) {
+        if (col.classList.contains("detail")) { indexes.push(index); }
+      }
+    });
+    return indexes;
+  }
+
+  function collapseColumns(table) {
+    var indexes = detailIndexes(table);
+    if (!indexes.length || !table.tHead) { return; }
+    Array.prototype.forEach.call(table.rows, function (row) {
+      indexes.forEach(function (i) { if (row.cells[i]) { row.cells[i].classList.add("detail"); } });
+    });
+    var names = indexes.map(function (i) { return table.tHead.rows[0].cells[i].textContent.trim(); });
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = "column-toggle";
+    if (table.id) { button.setAttribute("aria-controls", table.id); }
+    function show(expanded) {
+      table.classList.toggle("collapsed", !expanded);
+      button.setAttribute("aria-expanded", String(expanded));
+      var columns = " column" + (names.length > 1 ? "s" : "") + ": " + names.join(", ");
+      button.textContent = expanded ? "Hide " + names.length + columns : "Show " + names.length + " more" + columns;
+    }
+    button.addEventListener("click", function () { show(table.classList.contains("collapsed")); });
+    var box = table.parentNode.classList.contains("table-scroll") ? table.parentNode : table;
+    box.parentNode.insertBefore(button, box);
+    show(false);
+  }
+
+  document.querySelectorAll("table").forEach(collapseColumns);
   document.querySelectorAll("table.sortable").forEach(function (table) {
     if (!table.tHead) { return; }
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th) {

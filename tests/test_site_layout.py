@@ -1,0 +1,137 @@
+"""The site's layout markup: run pages with their run's records, tables in scroll boxes, collapsed columns.
+
+What a browser makes of it (widths at 1366×768, sticky cells, the button) is tested in
+``tests/browser/test_site_in_chromium.py``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from harness.case import Case
+from harness.report import render_report
+from harness.report.tables import detail_columns, leaderboard, record_table, run_tables, suite_table
+from harness.store import ResultStore
+from harness.store_query import latest_per_case
+from tests.records import COLUMNS, EVIL, make_record, rich_store
+from tests.site_records import add_wide_suite
+
+ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> ResultStore:
+    store = rich_store(tmp_path_factory.mktemp("layout") / "results")
+    add_wide_suite(store)
+    return store
+
+
+@pytest.fixture(scope="module")
+def pages(store, tmp_path_factory) -> dict[str, str]:
+    index = render_report(store.root, tmp_path_factory.mktemp("layout-site"))
+    return {p.name: p.read_text(encoding="utf-8") for p in index.parent.glob("*.html")}
+
+
+def _table(html: str, table_id: str) -> str:
+    return re.search(rf'<table id="{table_id}".*?</table>', html, re.S).group(0)
+
+
+def _rows(table: str) -> list[list[str]]:
+    """Return the texts of the body rows' cells."""
+    body = table.split("<tbody>", 1)[1]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S)]
+
+
+def test_run_page_shows_its_runs_records_and_links_to_the_suite(pages):
+    r1, r2 = _table(pages["run-r1.html"], "run-records-1"), _table(pages["run-r2.html"], "run-records-1")
+    assert sorted(row[0] for row in _rows(r1)) == sorted([ESCAPED, "mobilenetv2_100", "resnet18", "resnet18",
+                                                          "resnet50"])
+    assert sorted(row[0] for row in _rows(r2)) == ["mobilenetv2_100", "resnet18", "resnet50", "vgg16"]
+    assert 'data-value="9.0">9.00</td>' in r1 and ">8.00</td>" not in r1  # r1's resnet18, not r2's later one
+    assert 'data-value="8.0">8.00</td>' in r2 and ">failed</td>" in r2  # the run's own records, failures included
+    assert '<h3 class="run-suite" id="records-1">Suite <a href="suite-cnn.html">cnn</a>: 5 case(s)</h3>' in \
+        pages["run-r1.html"]
+    assert EVIL not in pages["run-r1.html"]
+
+
+def test_a_run_of_several_suites_gets_a_table_per_suite(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    for suite in ("b", "a"):
+        store.append(make_record(Case("resnet18"), run_id="r", suite=suite, latency_ms_median=1.0), COLUMNS)
+    html = (render_report(store.root, tmp_path / "site").parent / "run-r.html").read_text(encoding="utf-8")
+    headings = re.findall(r'<h3 class="run-suite" id="records-(\d)">Suite <a href="(suite-\w+\.html)">', html)
+    assert headings == [("1", "suite-a.html"), ("2", "suite-b.html")]
+    assert 'id="run-records-1"' in html and 'id="run-records-2"' in html
+
+
+def test_run_tables_are_the_suite_tables_builder_on_the_runs_records(store):
+    frame = store.read()
+    tables = run_tables(frame)
+    assert sorted(tables) == ["g1", "n1", "r1", "r2", "w1", "x1"] and list(tables["r1"]) == ["cnn"]
+    wide = suite_table(latest_per_case(frame[frame["suite"] == "wide"]))  # one run: the same records
+    table = tables["w1"]["wide"]
+    assert table.headers == wide.headers and table.detail == wide.detail
+    assert [[c.text for c in row] for row in table.rows] == [[c.text for c in row] for row in wide.rows]
+
+
+def test_run_tables_keep_a_cases_latest_record_in_the_run_an_ok_one_first(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    case = Case("resnet18")
+    store.append(make_record(case, run_id="r", latency_ms_median=3.0), COLUMNS)
+    store.append(make_record(case, run_id="r", minutes=1, status="failed", error="late"), COLUMNS)
+    store.append(make_record(case, run_id="r", minutes=2, latency_ms_median=2.0), COLUMNS)
+    store.append(make_record(case, run_id="later", minutes=3, latency_ms_median=1.0), COLUMNS)
+    tables = run_tables(store.read())
+    (row,) = tables["r"]["demo"].rows
+    latency = tables["r"]["demo"].headers.index("Latency median (ms)")
+    assert row[latency].value == 2.0 and row[tables["r"]["demo"].headers.index("Status")].text == "ok"
+    assert [row[latency].value for row in tables["later"]["demo"].rows] == [1.0]
+
+
+def test_suite_table_collapses_constant_fields_and_protocol_metrics(store):
+    frame = store.read()
+    table = suite_table(latest_per_case(frame[frame["suite"] == "wide"]))
+    collapsed = [h for h, d in zip(table.headers, table.detail, strict=True) if d]
+    assert collapsed == ["Batch", "Input (px)", "Device", "Dtype", "Status", "Op coverage (%)", "Latency IQR (ms)",
+                         "Samples"]
+    assert "input (px): 224" in " ".join(f"{k}: {v}" for k, v in table.environment.items())  # said in the caption
+    cnn = suite_table(latest_per_case(frame[frame["suite"] == "cnn"]))
+    shown = [h for h, d in zip(cnn.headers, cnn.detail, strict=True) if not d]
+    assert {"Model", "Device", "Batch", "Status", "Params (M) published (Δ)", "Latency median (ms)"} <= set(shown)
+    assert "Latency IQR (ms)" not in shown
+
+
+def test_one_row_collapses_no_case_field_and_the_first_column_never():
+    case = Case("resnet18")
+    table = record_table(pd.DataFrame([make_record(case, latency_ms_iqr=0.1, latency_ms_median=1.0)]))
+    assert [h for h, d in zip(table.headers, table.detail, strict=True) if d] == ["Latency IQR (ms)"]
+    assert detail_columns([], [True, True], [True, True]) == [False, True]
+
+
+def test_leaderboard_collapses_the_time_and_fields_the_same_in_every_row(store):
+    board = leaderboard(store.read())
+    collapsed = [h for h, d in zip(board.headers, board.detail, strict=True) if d]
+    assert collapsed == ["Measured (UTC)"]  # two devices, two dtypes, a GPU and a CPU: those stay
+    frame = store.read()
+    cpu = leaderboard(frame[(frame["device"] == "cpu") & (frame["status"] == "ok")])
+    assert [h for h, d in zip(cpu.headers, cpu.detail, strict=True) if d] == ["Device", "Hardware", "Dtype",
+                                                                               "Measured (UTC)"]
+
+
+def test_tables_sit_in_scroll_boxes_and_mark_their_collapsed_columns(pages):
+    for name, html in pages.items():
+        assert html.count("<table") == html.count('<div class="table-scroll">\n<table'), name
+    suite = _table(pages["suite-wide.html"], "suite-table")
+    headers = re.findall(r"<th [^>]*>([^<]*)<span", suite)
+    cols = re.search(r"<colgroup>(.*?)</colgroup>", suite).group(1)
+    marks = re.findall(r"<col( class=\"detail\")?>", cols)
+    assert len(marks) == len(headers)
+    assert [h for h, m in zip(headers, marks, strict=True) if m][-3:] == ["Op coverage (%)", "Latency IQR (ms)",
+                                                                           "Samples"]
+    board = _table(pages["index.html"], "leaderboard")
+    assert len(re.findall(r"<col[ >]", board)) == board.count('<th scope="col"') and '<col class="detail">' in board
+    assert "<colgroup>" not in _table(pages["index.html"], "runs-table")  # nothing to collapse: no colgroup
+
