@@ -137,3 +137,17 @@ def test_a_noisy_timing_says_so_and_why_and_the_summary_counts_it():
     assert summary.describe() == "3 ok, 2 of 3 timings noisy"
     assert summary.noisy_advice().startswith("2 of 3 timings are noisy (their lines say why)")
     assert RunSummary("r", "s", Path("."), counts=Counter(ok=3), timed=3).noisy_advice() is None
+
+
+def test_the_worker_process_module_loads_neither_pandas_nor_the_store_nor_the_report():
+    import subprocess
+    import sys
+
+    probe = ("import sys\n"
+             "import harness.runner.process, harness.runner.worker\n"
+             "print([m for m in ('pandas', 'pyarrow', 'jinja2', 'matplotlib', 'harness.store', 'harness.runner.run') "
+             "if m in sys.modules])\n"
+             "import harness\n"
+             "print(harness.run_suite.__module__)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["[]", "harness.runner.run"]  # the public names still load their module on use

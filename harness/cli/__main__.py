@@ -2,6 +2,6 @@
 
 import sys
 
-from harness.cli import main
+from harness.cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())

@@ -1,16 +1,20 @@
-"""Benchmark of the harness's own overhead: wall time of the smoke suite ÷ the time it spent measuring.
+"""Benchmark of the harness's own overhead: the wall time of `harness run suites/smoke.yaml --report`, timed from the
+shell as a user meets it, ÷ the time its cases spent in their measurement windows.
 
-Run by `tox -e bench`. The figure is printed and stored in the benchmark's extra_info; the target is
-≤ 1.5 (the rest is worker start-up, model builds, complexity counting, warm-up and storage).
+Run by `tox -e bench`. The figures are printed and stored in the benchmark's extra_info; the target is ≤ 1.5 on a
+quiet machine (the rest is the CLI's and the worker's imports, model builds, complexity counting, warm-up, storage,
+the report and the exit).
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
+import pandas as pd
 import pytest
 
-from harness.runner import run_suite
 from harness.suite import load_suite
 
 pytestmark = pytest.mark.slow
@@ -18,16 +22,21 @@ pytestmark = pytest.mark.slow
 
 def test_smoke_suite_overhead_ratio(benchmark, tmp_path):
     outcome = {}
+    harness = [sys.executable, "-m", "harness.cli"]
 
     def run_smoke() -> None:
         start = time.perf_counter()
-        summary = run_suite(load_suite("suites/smoke.yaml"), tmp_path / "results", show_progress=False)
-        outcome.update(summary=summary, wall_s=time.perf_counter() - start)
+        subprocess.run([*harness, "run", "suites/smoke.yaml", "--results", str(tmp_path / "results"),
+                        "--report", str(tmp_path / "reports"), "--no-progress"], check=True)
+        outcome["wall_s"] = time.perf_counter() - start
 
     benchmark.pedantic(run_smoke, rounds=1, iterations=1)
-    summary, wall_s = outcome["summary"], outcome["wall_s"]
-    ratio = wall_s / summary.measured_window_s
-    benchmark.extra_info.update(wall_s=wall_s, measured_window_s=summary.measured_window_s, overhead_ratio=ratio)
-    print(f"\nsmoke suite: wall {wall_s:.1f} s, measuring {summary.measured_window_s:.1f} s, "
-          f"overhead ratio {ratio:.2f} (target <= 1.5)")
-    assert summary.counts == {"ok": len(load_suite("suites/smoke.yaml").cases)}
+    records = pd.read_parquet(tmp_path / "results")
+    wall_s, window_s, worker_s = outcome["wall_s"], records["latency_window_s"].sum(), records["duration_s"].sum()
+    ratio = wall_s / window_s
+    benchmark.extra_info.update(wall_s=wall_s, measured_window_s=window_s, worker_duration_s=worker_s,
+                                overhead_ratio=ratio)
+    print(f"\nsmoke suite from the shell: wall {wall_s:.1f} s, measuring {window_s:.1f} s, the worker's cases "
+          f"{worker_s:.1f} s, overhead ratio {ratio:.2f} (target <= 1.5)")
+    assert (records["status"] == "ok").sum() == len(load_suite("suites/smoke.yaml").cases)
+    assert (tmp_path / "reports" / "index.html").is_file()
