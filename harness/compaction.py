@@ -28,7 +28,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,17 +113,26 @@ def compact_run(folder: Path, *, force: bool = False) -> Compaction:
             continue  # left in place: the reader warns about it as before
     if not tables:
         return Compaction(folder, deleted=_delete(leftovers), reason="no readable record file")
-    table = _sorted_by_case(pa.concat_tables(tables, promote_options="permissive"))
-    sources = sorted({p.name for p in merged} | held)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), SOURCES_KEY: json.dumps(sources)})
+    table = pa.concat_tables(tables, promote_options="permissive")
     seq = max((int(m[1]) for m in map(PART_NAME.fullmatch, (p.name for p in merged)) if m), default=0)
+    path = write_compacted(folder, table, {p.name for p in merged} | held, seq)
+    _pause("HARNESS_TEST_COMPACT_PAUSE_AFTER_PUBLISH_S")
+    deleted = _delete([*merged, *leftovers])
+    return Compaction(folder, files=len(merged), records=table.num_rows, path=path, deleted=deleted)
+
+
+def write_compacted(folder: Path, table: pa.Table, sources: Iterable[str], seq: int) -> Path:
+    """Publish ``table``'s records, sorted by case, as a compacted file of ``folder`` that holds the files named
+    ``sources`` and is numbered ``seq`` (step 1 of the module doc: synced, then hard-linked into place); return its
+    path. The files it holds are not deleted here."""
+    table = _sorted_by_case(table)
+    metadata = {**(table.schema.metadata or {}), SOURCES_KEY: json.dumps(sorted(sources))}
+    table = table.replace_schema_metadata(metadata)
     path = folder / f"{seq:05d}{COMPACTED_MARK}{uuid.uuid4().hex[:8]}.parquet"
     with synced_temp(path, lambda tmp: pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS)) as tmp:
         _pause("HARNESS_TEST_COMPACT_PAUSE_BEFORE_PUBLISH_S")
         os.link(tmp, path)
-    _pause("HARNESS_TEST_COMPACT_PAUSE_AFTER_PUBLISH_S")
-    deleted = _delete([*merged, *leftovers])
-    return Compaction(folder, files=len(merged), records=table.num_rows, path=path, deleted=deleted)
+    return path
 
 
 def _delete(paths: list[Path]) -> int:

@@ -73,7 +73,9 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.run_index import run_ids
 from harness.seed_stats import Judgement, judge, seed_groups
+from harness.stats import row_medians
 from harness.store import ResultStore, json_value
 from harness.store_query import latest_per_case
 
@@ -130,8 +132,6 @@ SAMPLES = "latency_ms_samples"
 # ---------------------------------------------------------------------------------------------- loading
 
 
-#: The columns read from every record to find the runs a side names (the rest is read from the chosen run only).
-RUN_INDEX_COLUMNS = ["run_id", "suite", "timestamp_utc"]
 #: A run named by its recency: ``latest`` (the most recent run), ``latest~N`` (the Nth before it).
 RECENT = re.compile(r"latest(?:~(\d+))?")
 
@@ -146,9 +146,9 @@ def load_side(spec: str, results_dir: str | Path = "results", *, candidate: pd.D
 
     ``spec`` is a results directory (every record under it), a run id in ``results_dir`` (its records; a
     unique prefix of one will do), ``latest`` or ``latest~N`` (the most recent run in ``results_dir``, or the
-    Nth before it, by their last record's time), or ``published`` (only as the baseline: the published values
-    of the ``candidate`` records, see ``published_side``). ``suite`` keeps only that suite's records. Raises
-    HarnessError for anything else (NoSuchRun when no run matches), listing the run ids there are.
+    Nth before it, by their last activity: :mod:`harness.run_index`), or ``published`` (only as the baseline: the
+    published values of the ``candidate`` records, see ``published_side``). ``suite`` keeps only that suite's
+    records. Raises HarnessError for anything else (NoSuchRun when no run matches), listing the run ids there are.
     """
     if spec == PUBLISHED:
         if candidate is None:
@@ -164,7 +164,7 @@ def load_side(spec: str, results_dir: str | Path = "results", *, candidate: pd.D
     if not Path(results_dir).is_dir():
         raise HarnessError(f"no results directory or run id {spec!r}: {where} does not exist either")
     store = ResultStore(results_dir)
-    runs = _known_runs(store.read(RUN_INDEX_COLUMNS, suite=suite))  # three columns: which runs there are, by time
+    runs = run_ids(store, suite)  # from the runs' manifests (harness.run_index): no record is read to find them
     recent = RECENT.fullmatch(spec)
     if recent:
         back = int(recent[1] or 0)
@@ -184,14 +184,6 @@ def load_side(spec: str, results_dir: str | Path = "results", *, candidate: pd.D
 
 def _of_suite(frame: pd.DataFrame, suite: str | None) -> pd.DataFrame:
     return frame if suite is None or frame.empty else frame[frame["suite"] == suite].reset_index(drop=True)
-
-
-def _known_runs(frame: pd.DataFrame) -> list[str]:
-    """Return the run ids of ``frame``, most recent first."""
-    if frame.empty or "run_id" not in frame:
-        return []
-    last = frame.groupby("run_id")["timestamp_utc"].max().sort_values(ascending=False)
-    return [str(run) for run in last.index]
 
 
 def published_side(candidate: pd.DataFrame) -> pd.DataFrame:
@@ -257,8 +249,8 @@ def ratio_ci(baseline: np.ndarray, candidate: np.ndarray, *, seed: int = SEED,
     Each side is resampled with replacement ``resamples`` times with ``numpy.random.default_rng(seed)``.
     """
     rng = np.random.default_rng(seed)
-    base = np.median(rng.choice(baseline, size=(resamples, baseline.size)), axis=1)
-    cand = np.median(rng.choice(candidate, size=(resamples, candidate.size)), axis=1)
+    base = row_medians(rng.choice(baseline, size=(resamples, baseline.size)))
+    cand = row_medians(rng.choice(candidate, size=(resamples, candidate.size)))
     low, high = np.percentile(cand / base - 1.0, [2.5, 97.5])
     return float(low), float(high)
 

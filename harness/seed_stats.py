@@ -155,19 +155,22 @@ def seed_groups(latest: pd.DataFrame) -> pd.DataFrame:
     ok = ok.assign(_group=group_ids(ok), _seed=seeds_of(ok),
                    _dataset=dataset.where(dataset.notna(), _column(ok, "det_dataset", "").astype(object)).astype(str))
     fields = [c for c in CASE_COLUMNS if c in ok and c != "seed"]
+    ordered = ok.sort_values("_seed", kind="stable")
+    wanted = {*fields, *columns, "_seed", "_dataset", "label", "baseline_json", "alpha", "published_json"}
+    arrays = {c: ordered[c].to_numpy() for c in wanted if c in ordered}  # a group's rows by position: no sub-frames
+    groups = ordered.groupby(["suite", "_group"], sort=False).indices
     rows = []
-    for (suite, group), records in ok.sort_values("_seed", kind="stable").groupby(["suite", "_group"], sort=False):
-        first = records.iloc[0]
-        row: dict[str, Any] = {"suite": suite, "group_id": group, **{c: first[c] for c in fields},
-                               "seeds": records["_seed"].tolist(), "n_seeds": len(records),
-                               "dataset": " | ".join(sorted(records["_dataset"].unique())),
-                               "baseline_json": _last_text(records, "baseline_json"),
-                               "alpha": _last_number(records, "alpha", ALPHA),
-                               "published_json": _last_text(records, "published_json"),
-                               "labels": records["label"].astype(str).tolist()}
+    for (suite, group), at in sorted(groups.items(), key=lambda item: item[1][0]):  # in order of first appearance
+        seeds = arrays["_seed"][at]
+        row: dict[str, Any] = {"suite": suite, "group_id": group, **{c: arrays[c][at[0]] for c in fields},
+                               "seeds": seeds.tolist(), "n_seeds": len(at),
+                               "dataset": " | ".join(sorted(set(arrays["_dataset"][at]))),
+                               "baseline_json": _last_text(arrays, "baseline_json", at),
+                               "alpha": _last_number(arrays, "alpha", at, ALPHA),
+                               "published_json": _last_text(arrays, "published_json", at),
+                               "labels": [str(label) for label in arrays["label"][at]]}
         for column in columns:
-            values = {int(s): float(v) for s, v in zip(records["_seed"], records[column], strict=True)
-                      if not is_missing(v)}
+            values = {int(s): float(v) for s, v in zip(seeds, arrays[column][at], strict=True) if not is_missing(v)}
             row[f"{column}_by_seed"] = values
             if values:
                 summary = summarize_seeds(list(values.values()))
@@ -176,18 +179,19 @@ def seed_groups(latest: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _last_text(records: pd.DataFrame, column: str) -> str:
-    if column not in records:
-        return ""
-    values = records[column].dropna()
-    return str(values.iloc[-1]) if len(values) else ""
+def _present(arrays: dict[str, np.ndarray], column: str, at: np.ndarray) -> list[Any]:
+    """Return the values of ``column`` at positions ``at`` that are not missing, in order ([] without the column)."""
+    return [v for v in arrays[column][at] if not is_missing(v)] if column in arrays else []
 
 
-def _last_number(records: pd.DataFrame, column: str, default: float) -> float:
-    if column not in records:
-        return default
-    values = records[column].dropna()
-    return float(values.iloc[-1]) if len(values) else default
+def _last_text(arrays: dict[str, np.ndarray], column: str, at: np.ndarray) -> str:
+    values = _present(arrays, column, at)
+    return str(values[-1]) if values else ""
+
+
+def _last_number(arrays: dict[str, np.ndarray], column: str, at: np.ndarray, default: float) -> float:
+    values = _present(arrays, column, at)
+    return float(values[-1]) if values else default
 
 
 def baseline_fields(text: str) -> dict[str, Any]:

@@ -363,7 +363,7 @@ def screen_files(paths: list[Path]) -> tuple[list[tuple[Path, pa.Schema]], list[
     return kept, sorted([*unreadable, *skipped], key=lambda item: item.path)
 
 
-def _manifests(paths: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
+def read_manifests(paths: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
     """Return ``(path, manifest)`` of the run manifests ``paths``, in the order given; one that cannot be read or
     is not a JSON object is skipped with a warning naming it."""
     manifests = []
@@ -383,7 +383,7 @@ def _manifests(paths: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
 def _holds_run(folder: Path, suite: str, run_id: str) -> bool:
     """Return whether ``folder`` holds run ``run_id`` of ``suite``: a manifest there names both, or, without any
     manifest, a record there does."""
-    manifests = _manifests(sorted(folder.glob("_run*.json")))
+    manifests = read_manifests(sorted(folder.glob("_run*.json")))
     if manifests:
         return any(m.get("suite") == suite and m.get("run_id") == run_id for _, m in manifests)
     for path in live_files(folder):
@@ -533,6 +533,23 @@ class ResultStore:
         return [path for folder in suites for run in runs
                 for path in self._part_files_in(folder if run is None else folder / run)]
 
+    def run_folders(self, suite: str | None = None) -> list[Path]:
+        """Return the run folders of ``suite`` (of every suite when None) that hold a record file, sorted: a listing
+        of folders, no file is read (a folder holding any record file holds a live one: a compacted file counts)."""
+        suites = [self.root / name for name in _folder_names(suite)] if suite is not None else \
+            [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))] \
+            if self.root.is_dir() else []
+        return sorted(run for folder in suites if folder.is_dir() for run in folder.iterdir()
+                      if run.is_dir() and not run.name.startswith((".", "_")) and record_files(run))
+
+    def read_folder(self, folder: Path, columns: list[str] | None = None) -> pd.DataFrame:
+        """Return the records of the run folder ``folder`` (only ``columns``, those a file has); files left out are
+        skipped with a warning as in :meth:`read`."""
+        tables = self._read_tables(lambda: self._part_files_in(folder), columns)
+        if not tables:
+            return pd.DataFrame(columns=columns or list(BASE_COLUMNS))
+        return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+
     def case_ids_in_run(self, suite: str, run_id: str) -> set[str]:
         """Return the case_ids having a readable record (whatever its status) of run ``run_id`` of ``suite``; only
         the ``case_id``, ``suite`` and ``run_id`` columns are read. Files left out are skipped as in :meth:`read`."""
@@ -548,7 +565,7 @@ class ResultStore:
         manifest's ``started_utc`` text (missing first), then path. A manifest that cannot be read or is not a JSON
         object is skipped with a warning naming it."""
         paths = sorted({path for name in _folder_names(suite) for path in (self.root / name).glob("*/_run*.json")})
-        manifests = [(path, m) for path, m in _manifests(paths) if m.get("suite", suite) == suite]
+        manifests = [(path, m) for path, m in read_manifests(paths) if m.get("suite", suite) == suite]
         return sorted(manifests, key=lambda item: (str(item[1].get("started_utc") or ""), str(item[0])))
 
     @contextmanager
@@ -563,7 +580,7 @@ class ResultStore:
         :class:`ResultWriteError` when the lock file cannot be made.
         """
         folder = self.run_dir(suite, run_id)
-        for path, manifest in _manifests(sorted(folder.glob("_run*.json"))):
+        for path, manifest in read_manifests(sorted(folder.glob("_run*.json"))):
             owner = (manifest.get("suite", suite), manifest.get("run_id", run_id))
             if owner != (suite, run_id):
                 raise HarnessError(f"{path} is the manifest of run {owner[1]!r} of suite {owner[0]!r}, not of run "

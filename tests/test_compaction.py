@@ -172,7 +172,8 @@ def test_kill_9_during_a_compaction_loses_nothing_and_counts_nothing_twice(tmp_p
 
 
 def test_a_comparison_reads_whole_only_the_two_runs_it_compares(tmp_path, monkeypatch):
-    from harness.compare import RUN_INDEX_COLUMNS, load_side
+    from harness.compare import load_side
+    from harness.run_index import RECORD_COLUMNS
 
     for i, run in enumerate(["run-a", "run-b", "run-c"]):
         store = ResultStore(tmp_path)
@@ -186,7 +187,7 @@ def test_a_comparison_reads_whole_only_the_two_runs_it_compares(tmp_path, monkey
             self.folder = Path(source).parent.name
 
         def read(self, columns=None, **kwargs):
-            if columns != RUN_INDEX_COLUMNS:
+            if columns != RECORD_COLUMNS:  # runs without a manifest: indexed from three columns
                 whole.append(self.folder)
             return super().read(columns=columns, **kwargs)
 
