@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import math
@@ -226,11 +227,25 @@ def is_compacted(path: Path) -> bool:
     return COMPACTED_MARK in path.name
 
 
+def footer_schema(path: Path) -> pa.Schema:
+    """Return the Arrow schema in the Parquet footer of ``path`` (raising as ``pyarrow.parquet.read_schema``), read
+    once per version of the file in a process: listing a folder and screening its files both need a compacted
+    file's footer, which holds a column per metric. A record file is published whole and never rewritten in place,
+    so its inode, size and mtime name its contents."""
+    stat = path.stat()
+    return _footer_schema(str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2048)
+def _footer_schema(path: str, _inode: int, _size: int, _mtime_ns: int) -> pa.Schema:
+    return pq.read_schema(path)
+
+
 def compacted_sources(path: Path) -> set[str]:
     """Return the names of the files the compacted file ``path`` holds (read from its footer); empty when it has
     none or cannot be read."""
     try:
-        metadata = pq.read_schema(path).metadata or {}
+        metadata = footer_schema(path).metadata or {}
     except (pa.ArrowException, OSError):
         return set()
     return set(json.loads(metadata.get(SOURCES_KEY, b"[]")))
@@ -354,7 +369,7 @@ def screen_files(paths: list[Path]) -> tuple[list[tuple[Path, pa.Schema]], list[
     unreadable: list[SkippedFile] = []
     for path in paths:
         try:
-            found.append((path, pq.read_schema(path)))
+            found.append((path, footer_schema(path)))
         except (pa.ArrowException, OSError) as exc:
             if not path.exists():
                 raise FileNotFoundError(errno.ENOENT, "vanished while being read", str(path)) from exc

@@ -98,6 +98,15 @@ def test_report_without_results_is_a_clear_error(tmp_path, capsys):
     assert "no results directory" in capsys.readouterr().err
 
 
+def test_report_run_tables_takes_a_count_or_all(tmp_path, capsys):
+    from harness.cli.report import run_tables_count
+
+    assert run_tables_count("0") == 0 and run_tables_count("12") == 12 and run_tables_count("all") is None
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", "--run-tables", "many", "--results", str(tmp_path)])
+    assert exit_.value.code == 2 and "expected a number of runs or 'all', got 'many'" in capsys.readouterr().err
+
+
 def test_profile_json_has_exact_counts_of_a_small_model(capsys):
     assert main(["profile", "tiny_cnn", "--input", "1x3x32x32", "--json"]) == 0
     prof = json.loads(capsys.readouterr().out)

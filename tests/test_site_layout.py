@@ -13,10 +13,18 @@ import pytest
 
 from harness.case import Case
 from harness.report import render_report
-from harness.report.tables import detail_columns, leaderboard, record_table, run_tables, suite_table
+from harness.report.tables import (
+    detail_columns,
+    leaderboard,
+    record_table,
+    run_summaries,
+    run_tables,
+    suite_table,
+    tabled_runs,
+)
 from harness.store import ResultStore
 from harness.store_query import latest_per_case
-from tests.records import COLUMNS, EVIL, make_record, rich_store
+from tests.records import COLUMNS, EVIL, RICH_COLUMNS, make_record, rich_store
 from tests.site_records import add_wide_suite
 
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -69,8 +77,9 @@ def test_a_run_of_several_suites_gets_a_table_per_suite(tmp_path):
 
 def test_run_tables_are_the_suite_tables_builder_on_the_runs_records(store):
     frame = store.read()
-    tables = run_tables(frame)
+    tables = run_tables(frame, tabled_runs(run_summaries(frame), None))
     assert sorted(tables) == ["g1", "n1", "r1", "r2", "w1", "x1"] and list(tables["r1"]) == ["cnn"]
+    assert sorted(run_tables(frame, {"r1", "w1"})) == ["r1", "w1"]
     wide = suite_table(latest_per_case(frame[frame["suite"] == "wide"]))  # one run: the same records
     table = tables["w1"]["wide"]
     assert table.headers == wide.headers and table.detail == wide.detail
@@ -84,7 +93,7 @@ def test_run_tables_keep_a_cases_latest_record_in_the_run_an_ok_one_first(tmp_pa
     store.append(make_record(case, run_id="r", minutes=1, status="failed", error="late"), COLUMNS)
     store.append(make_record(case, run_id="r", minutes=2, latency_ms_median=2.0), COLUMNS)
     store.append(make_record(case, run_id="later", minutes=3, latency_ms_median=1.0), COLUMNS)
-    tables = run_tables(store.read())
+    tables = run_tables(store.read(), {"r", "later"})
     (row,) = tables["r"]["demo"].rows
     latency = tables["r"]["demo"].headers.index("Latency median (ms)")
     assert row[latency].value == 2.0 and row[tables["r"]["demo"].headers.index("Status")].text == "ok"
@@ -135,3 +144,32 @@ def test_tables_sit_in_scroll_boxes_and_mark_their_collapsed_columns(pages):
     assert len(re.findall(r"<col[ >]", board)) == board.count('<th scope="col"') and '<col class="detail">' in board
     assert "<colgroup>" not in _table(pages["index.html"], "runs-table")  # nothing to collapse: no colgroup
 
+
+
+def test_only_each_suites_most_recent_runs_table_their_records_and_the_others_say_how_to_see_them(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    for night in range(4):
+        for suite in ("a", "b"):
+            if suite == "b" and night == 3:
+                continue  # suite b's latest run is night 2
+            store.append(make_record(Case("resnet18"), run_id=f"{suite}{night}", suite=suite, minutes=night,
+                                     latency_ms_median=1.0 + night), COLUMNS)
+    runs = run_summaries(store.read())
+    assert tabled_runs(runs, 2) == {"a3", "a2", "b2", "b1"} and tabled_runs(runs, 0) == set()
+    render_report(store.root, tmp_path / "site", run_tables_per_suite=2)
+    recent, old = (tmp_path / "site" / page for page in ("run-a3.html", "run-a1.html"))
+    assert 'id="run-records-1"' in recent.read_text() and 'id="records-not-tabled"' not in recent.read_text()
+    assert 'id="run-records-1"' not in old.read_text()
+    assert "harness export --run a1" in old.read_text() and "the 2 most recent runs" in old.read_text()
+
+
+def test_the_site_keeps_no_column_empty_in_every_record_but_the_case_fields(tmp_path):
+    from harness.report.site import read_store
+
+    store = ResultStore(tmp_path / "results")
+    store.append(make_record(Case("resnet18"), run_id="a", latency_ms_median=2.0), RICH_COLUMNS)
+    store.append(make_record(Case("resnet50"), run_id="b", acc_top1=0.7), RICH_COLUMNS)
+    frame = read_store(store.root).frame.set_index("model")
+    assert "flops" not in frame and "norm" in frame  # no record has flops; norm is a case field
+    assert frame.loc["resnet18", "latency_ms_median"] == 2.0 and pd.isna(frame.loc["resnet50", "latency_ms_median"])
+    assert frame.loc["resnet50", "acc_top1"] == 0.7 and pd.isna(frame.loc["resnet18", "acc_top1"])

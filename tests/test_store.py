@@ -284,3 +284,19 @@ def test_run_manifests_are_parsed_and_sorted_by_start(tmp_path):
     assert len(messages) == 2
     assert str(broken) in messages[0] and str(listed) in messages[1] and "not a JSON object" in messages[1]
     assert ResultStore(tmp_path / "nothing").run_manifests("demo") == []
+
+
+def test_a_compacted_files_footer_is_read_once_to_list_and_screen_it(tmp_path, monkeypatch):
+    from harness.compaction import compact_run
+    from harness.store import screen_files
+
+    store = ResultStore(tmp_path)
+    for batch in (1, 2):
+        store.append(make_record(Case("resnet18", batch=batch), run_id="once"), COLUMNS)
+    store.write_manifest("demo", "once", {"suite": "demo", "run_id": "once", "finished_utc": "2026-12-06T00:00:00Z"})
+    compacted = compact_run(store.run_dir("demo", "once")).path
+    reads: list[str] = []
+    real = pq.read_schema
+    monkeypatch.setattr(pq, "read_schema", lambda path, *a, **k: reads.append(str(path)) or real(path, *a, **k))
+    kept, _skipped = screen_files(list(store.part_files()))
+    assert [path for path, _schema in kept] == [compacted] and reads == [str(compacted)]

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from harness.cli.common import EXIT_OK, EXIT_USAGE, add_results_argument, not_a_directory
+from harness.report import RUN_TABLES
 from harness.terminal import markup_text
 
 
@@ -22,11 +23,24 @@ def add_parser(sub: Any) -> None:
                             "suite's table (best per column in bold, published values beside measured with Δ, the "
                             "protocol in the caption) and plots (accuracy vs latency with the Pareto front, FLOPs vs "
                             "latency with roofline lines, latency distributions, error vs batch per normalization, "
-                            "history across runs); run-ID.html, each run's environment and its failed and skipped "
-                            "cases.")
+                            "history across runs); run-ID.html, each run's records (for each suite's most recent runs, "
+                            "see --run-tables), environment and failed and skipped cases.")
     add_results_argument(parser)
     parser.add_argument("--out", default="reports", help="output directory (default: %(default)s)")
+    parser.add_argument("--run-tables", type=run_tables_count, default=RUN_TABLES, metavar="N|all",
+                        help="table the records of each suite's N most recent runs on their run pages (default: "
+                             "%(default)s; `all`: every run's, which takes time in proportion to the store's records); "
+                             "the other run pages give the run's summary, environment and problems")
     parser.set_defaults(func=run)
+
+
+def run_tables_count(text: str) -> int | None:
+    """Return the ``--run-tables`` value: a count ≥ 0, or None for ``all``."""
+    if text == "all":
+        return None
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a number of runs or 'all', got {text!r}")
+    return int(text)
 
 
 def run(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -39,6 +53,6 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     if not_a_directory(args.results):
         err.print(f"[red]error:[/] {markup_text(not_a_directory(args.results))}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
-    page = render_report(args.results, args.out)
+    page = render_report(args.results, args.out, run_tables_per_suite=args.run_tables)
     out.print(f"report: {markup_text(page)}", highlight=False, soft_wrap=True)
     return EXIT_OK

@@ -12,6 +12,10 @@ from pathlib import Path
 
 import jinja2
 
+#: How many of each suite's most recent runs have their records tabled on their run page by default (a table per
+#: run costs the report time in proportion to its records: a store of years of nightlies holds thousands of runs).
+RUN_TABLES = 20
+
 
 def template_environment() -> jinja2.Environment:
     """Return the jinja2 environment of the report templates (autoescape on, control characters of every text shown
@@ -35,8 +39,10 @@ def template_environment() -> jinja2.Environment:
     return env
 
 
-def render_report(results_dir: str | Path = "results", out_dir: str | Path = "reports") -> Path:
-    """Render the site of every record under ``results_dir`` into ``out_dir``; return ``index.html``'s path."""
+def render_report(results_dir: str | Path = "results", out_dir: str | Path = "reports", *,
+                  run_tables_per_suite: int | None = RUN_TABLES) -> Path:
+    """Render the site of every record under ``results_dir`` into ``out_dir``; return ``index.html``'s path. The
+    pages of each suite's ``run_tables_per_suite`` most recent runs table their records (every run's when None)."""
     from harness.report.site import render_site
 
-    return render_site(results_dir, out_dir)
+    return render_site(results_dir, out_dir, run_tables_per_suite=run_tables_per_suite)

@@ -19,6 +19,7 @@ a distribution plot shows, from the row groups holding them.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import shutil
 import warnings
 from collections.abc import Iterable
@@ -35,9 +36,18 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from harness.case import CASE_COLUMNS
 from harness.errors import HarnessError
+from harness.report import RUN_TABLES
 from harness.report.plots import MAX_BOXES, suite_plots
-from harness.report.tables import ROW_ORDER, leaderboard, run_summaries, run_tables, suite_table
+from harness.report.tables import (
+    ROW_ORDER,
+    leaderboard,
+    run_summaries,
+    run_tables,
+    suite_table,
+    tabled_runs,
+)
 from harness.store import BASE_COLUMNS, VANISHED_RETRIES, ResultStore, safe_name, screen_files, write_text_atomically
 from harness.store_query import latest_per_case
 
@@ -48,6 +58,8 @@ SAMPLES = "latency_ms_samples"
 #: Columns no page shows, left unread.
 UNREAD = frozenset({SAMPLES, "protocol_json", "metrics_taken", "complexity_uncounted", "latency_gpu_state_start",
                     "latency_gpu_state_end"})
+#: Columns kept even where every record leaves them empty (the site's code reads them by name).
+ALWAYS_READ = frozenset({*BASE_COLUMNS, *CASE_COLUMNS})
 #: Columns a history plot reads from every record.
 HISTORY_COLUMNS = ["suite", "case_id", "run_id", "label", "status", "timestamp_utc", "latency_ms_median"]
 
@@ -106,14 +118,23 @@ def _read_dataset(files: list[tuple[Path, pa.Schema]]) -> StoreData:
     index = {str(p): i for i, p in enumerate(paths)}
     batches, parts, rows, seen = [], [], [], {}
     for tagged in dataset.scanner(columns=columns).scan_batches():  # in file order, each file's rows in order
-        batch, part = tagged.record_batch, index[tagged.fragment.path]
+        batch, part = _without_empty_columns(tagged.record_batch), index[tagged.fragment.path]
         start = seen.get(part, 0)
         seen[part] = start + batch.num_rows
         batches.append(batch)
         parts.append(np.full(batch.num_rows, part, dtype=np.int32))
         rows.append(np.arange(start, start + batch.num_rows, dtype=np.int64))
-    table = pa.Table.from_batches(batches, schema=pa.schema([schema.field(c) for c in columns]))
-    return StoreData(_frame([table.combine_chunks()], parts, rows), paths, SAMPLES in schema.names)
+    tables = [pa.Table.from_batches(list(same)) for _schema, same in itertools.groupby(batches, lambda b: b.schema)]
+    return StoreData(_frame(tables, parts, rows), paths, SAMPLES in schema.names)
+
+
+def _without_empty_columns(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Return ``batch`` without the columns null in every row, but for the base and case columns: a store holds a
+    column for every metric of every suite, most of them empty in most runs, and the site keeps the records in
+    memory (a column absent from every batch is absent from the frame; one absent from some is null there)."""
+    keep = [i for i, (name, column) in enumerate(zip(batch.schema.names, batch.columns, strict=True))
+            if column.null_count < batch.num_rows or name in ALWAYS_READ]
+    return batch if len(keep) == batch.num_columns else batch.select(keep)
 
 
 def _read_files(paths: list[Path]) -> StoreData:
@@ -222,8 +243,11 @@ def _history_by_suite(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {str(name): history.iloc[order[bounds[i]:bounds[i + 1]]] for i, name in enumerate(names)}
 
 
-def render_site(results_dir: str | Path = "results", out_dir: str | Path = "reports") -> Path:
-    """Render the site of every record under ``results_dir`` into ``out_dir``; return index.html's path.
+def render_site(results_dir: str | Path = "results", out_dir: str | Path = "reports", *,
+                run_tables_per_suite: int | None = RUN_TABLES) -> Path:
+    """Render the site of every record under ``results_dir`` into ``out_dir``; return index.html's path. The pages
+    of each suite's ``run_tables_per_suite`` most recent runs table their records (every run's when None); the
+    other run pages give the run's summary, environment and problems.
 
     Pages of suites or runs no longer in the store (``suite-*.html``, ``run-*.html``) are removed.
     """
@@ -249,7 +273,8 @@ def render_site(results_dir: str | Path = "results", out_dir: str | Path = "repo
         nav = [(name, page) for name, page in sorted(suite_pages.items())]
         suites = _suite_rows(frame, latest, suite_pages)
         runs = run_summaries(frame)
-        records_by_run = run_tables(frame)
+        tabled = tabled_runs(runs, run_tables_per_suite)
+        records_by_run = run_tables(frame, tabled)
         history = _history_by_suite(frame)
         for name, records in latest.groupby("suite", sort=True):
             name = str(name)
@@ -265,6 +290,7 @@ def render_site(results_dir: str | Path = "results", out_dir: str | Path = "repo
             page = run_pages[run.run_id]
             html = env.get_template("run.html.j2").render(**common, nav_suites=nav, run=run,
                                                           tables=records_by_run.get(run.run_id, {}),
+                                                          tabled=run.run_id in tabled, per_suite=run_tables_per_suite,
                                                           suite_pages=suite_pages, page_title=f"run {run.run_id}")
             (out / page).write_text(html, encoding="utf-8")
             written.add(page)

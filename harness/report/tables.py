@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -296,11 +296,28 @@ def suite_table(records: pd.DataFrame) -> SuiteTable:
     )
 
 
-def run_tables(frame: pd.DataFrame) -> dict[str, dict[str, RecordTable]]:
-    """Return ``{run_id: {suite: table}}``: per run, the :func:`record_table` of each suite's records in that run
-    (a case's latest record in the run, an ok one first, when it has several), suites in name order."""
+def tabled_runs(runs: Sequence[RunSummary], per_suite: int | None) -> set[str]:
+    """Return the ids of the runs whose page tables their records: the ``per_suite`` most recent runs of each suite
+    (``runs`` newest first, as :func:`run_summaries` gives them); every run when ``per_suite`` is None."""
+    if per_suite is None:
+        return {run.run_id for run in runs}
+    taken: dict[str, int] = {}
+    chosen = set()
+    for run in runs:
+        for suite in run.suites:
+            if taken.get(suite, 0) < per_suite:
+                taken[suite] = taken.get(suite, 0) + 1
+                chosen.add(run.run_id)
+    return chosen
+
+
+def run_tables(frame: pd.DataFrame, runs: Collection[str]) -> dict[str, dict[str, RecordTable]]:
+    """Return ``{run_id: {suite: table}}`` for the run ids ``runs``: per run, the :func:`record_table` of each suite's
+    records in that run (a case's latest record in the run, an ok one first, when it has several), suites in name
+    order."""
     out: dict[str, dict[str, RecordTable]] = {}
-    for (run, suite), records in frame.groupby(["run_id", "suite"], sort=True):
+    wanted = frame[frame["run_id"].astype(str).isin(set(runs)).to_numpy(dtype=bool, na_value=False)]
+    for (run, suite), records in wanted.groupby(["run_id", "suite"], sort=True):
         out.setdefault(str(run), {})[str(suite)] = record_table(latest_per_case(records))
     return out
 
