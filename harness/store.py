@@ -45,7 +45,7 @@ import socket
 import uuid
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -115,6 +115,11 @@ def folder_name(name: str) -> str:
         return name
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:NAME_HASH_DIGITS]
     return f"{safe_name(name)[:60]}--{digest}"
+
+
+def _one(name: str | None) -> list[str] | None:
+    """Return ``[name]``, or None for None (any)."""
+    return None if name is None else [name]
 
 
 def _folder_names(name: str) -> list[str]:
@@ -227,18 +232,56 @@ def is_compacted(path: Path) -> bool:
     return COMPACTED_MARK in path.name
 
 
+#: Files of fewer records count every column as filled (:func:`filled_columns`).
+FILLED_MIN_ROWS = 64
+
+
 def footer_schema(path: Path) -> pa.Schema:
-    """Return the Arrow schema in the Parquet footer of ``path`` (raising as ``pyarrow.parquet.read_schema``), read
-    once per version of the file in a process: listing a folder and screening its files both need a compacted
-    file's footer, which holds a column per metric. A record file is published whole and never rewritten in place,
-    so its inode, size and mtime name its contents."""
+    """Return the Arrow schema in the Parquet footer of ``path`` (raising as ``pyarrow.parquet.read_metadata``),
+    read once per version of the file in a process: listing a folder and screening its files both need a compacted
+    file's footer, which holds a column per metric."""
+    return _footer(str(path), *_version(path))[0]
+
+
+def filled_columns(path: Path) -> frozenset[str]:
+    """Return the names of the top-level columns of ``path`` worth reading: those that hold a value in at least one
+    row, from the footer's statistics (null counts; a column whose statistics say nothing counts as filled); every
+    column of a file of fewer than :data:`FILLED_MIN_ROWS` records (walking its statistics costs more than reading
+    its columns)."""
+    return _footer(str(path), *_version(path))[2]
+
+
+def _version(path: Path) -> tuple[int, int, int]:
+    """Return what names the contents of the record file ``path``: it is published whole and never rewritten in
+    place, so its inode, size and mtime (the footer caches' key)."""
     stat = path.stat()
-    return _footer_schema(str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
-@functools.lru_cache(maxsize=2048)
-def _footer_schema(path: str, _inode: int, _size: int, _mtime_ns: int) -> pa.Schema:
-    return pq.read_schema(path)
+@functools.lru_cache(maxsize=1 << 18)
+def _footer(path: str, _inode: int, _size: int, _mtime_ns: int) -> tuple[pa.Schema, int, frozenset[str]]:
+    metadata = pq.read_metadata(path)  # not kept: a footer's metadata takes ~0.35 MB of memory for 170 columns
+    schema = metadata.schema.to_arrow_schema()
+    schema = _SCHEMAS.setdefault((schema, frozenset((schema.metadata or {}).items())), schema)
+    if metadata.num_rows < FILLED_MIN_ROWS:
+        filled = frozenset(schema.names)
+    else:
+        found: set[str] = set()
+        for group in range(metadata.num_row_groups):
+            row_group = metadata.row_group(group)
+            for index in range(row_group.num_columns):
+                chunk = row_group.column(index)
+                stats = chunk.statistics
+                if stats is None or not stats.has_null_count or stats.null_count < row_group.num_rows:
+                    found.add(chunk.path_in_schema.split(".", 1)[0])
+        filled = frozenset(name for name in schema.names if name in found)
+    return schema, metadata.num_rows, _FILLED.setdefault(filled, filled)
+
+
+#: One instance of each distinct schema (with its metadata) and column set the footer cache holds: the part files of
+#: one harness version share one schema (~40 KB of memory for 170 columns), so 100k cached footers cost little.
+_SCHEMAS: dict[tuple[pa.Schema, frozenset[tuple[bytes, bytes]]], pa.Schema] = {}
+_FILLED: dict[frozenset[str], frozenset[str]] = {}
 
 
 def compacted_sources(path: Path) -> set[str]:
@@ -530,7 +573,7 @@ class ResultStore:
         column of another type) is skipped with a warning naming it, and listed by :meth:`unreadable` until the next
         read.
         """
-        tables = self._read_tables(lambda: self._files_of(suite, run_id), columns)
+        tables = self._read_tables(lambda: self.files_of(_one(suite), _one(run_id)), columns)
         if not tables:
             return pd.DataFrame(columns=columns or list(BASE_COLUMNS))
         frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
@@ -539,14 +582,15 @@ class ResultStore:
                 frame = frame[frame[column] == wanted].reset_index(drop=True)
         return frame
 
-    def _files_of(self, suite: str | None, run_id: str | None) -> list[Path]:
-        """Return the record files a reader counts in the folders of ``suite`` / ``run_id`` (any when None), under
-        either of the names they may have (:func:`_folder_names`)."""
-        suites = [self.root / name for name in _folder_names(suite)] if suite is not None else \
+    def files_of(self, suites: Collection[str] | None = None, runs: Collection[str] | None = None) -> list[Path]:
+        """Return the record files a reader counts in the folders of ``suites`` / ``runs`` (any when None), under
+        either of the names each may have (:func:`_folder_names`): the other folders are not listed. A folder name is
+        a value made safe: a reader checks the records' values."""
+        folders = sorted({self.root / n for s in suites for n in _folder_names(s)}) if suites is not None else \
             sorted(p for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
-        runs = [None] if run_id is None else _folder_names(run_id)
-        return [path for folder in suites for run in runs
-                for path in self._part_files_in(folder if run is None else folder / run)]
+        names = [None] if runs is None else list(dict.fromkeys(n for r in runs for n in _folder_names(r)))
+        return [path for folder in folders for name in names
+                for path in self._part_files_in(folder if name is None else folder / name)]
 
     def run_folders(self, suite: str | None = None) -> list[Path]:
         """Return the run folders of ``suite`` (of every suite when None) that hold a record file, sorted: a listing
@@ -568,7 +612,7 @@ class ResultStore:
     def case_ids_in_run(self, suite: str, run_id: str) -> set[str]:
         """Return the case_ids having a readable record (whatever its status) of run ``run_id`` of ``suite``; only
         the ``case_id``, ``suite`` and ``run_id`` columns are read. Files left out are skipped as in :meth:`read`."""
-        tables = self._read_tables(lambda: self._files_of(suite, run_id), ["case_id", "suite", "run_id"])
+        tables = self._read_tables(lambda: self.files_of([suite], [run_id]), ["case_id", "suite", "run_id"])
         return {case_id for table in tables
                 for case_id, of_suite, of_run in zip(*(table.column(c).to_pylist() for c in
                                                        ("case_id", "suite", "run_id")), strict=True)

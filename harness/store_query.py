@@ -22,6 +22,17 @@ def last_positions(codes: np.ndarray, order: np.ndarray) -> np.ndarray:
     return np.sort(order.size - 1 - first_from_end)
 
 
+def positions_by(values: pd.Series, keep: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Return, per distinct value of ``values`` (as text), the positions of its rows in row order; only the rows
+    where the boolean array ``keep`` is true, when given. Slicing a frame by these positions one key at a time keeps
+    one key's rows in memory, not every key's."""
+    chosen = np.flatnonzero(keep) if keep is not None else np.arange(len(values))
+    codes, names = pd.factorize(values.iloc[chosen], use_na_sentinel=False)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+    return {str(name): chosen[order[bounds[i]:bounds[i + 1]]] for i, name in enumerate(names)}
+
+
 def latest_per_case(frame: pd.DataFrame) -> pd.DataFrame:
     """Return, per (suite, case_id), the most recent record, preferring ok records over others (rows ordered
     by status ok last, then time)."""

@@ -178,7 +178,9 @@ def test_cli_exit_2_when_nothing_to_export(store, tmp_path, capsys):
     assert main(["export", "--results", str(store.root), "--suite", "gamma"]) == 2
     assert "alpha, beta" in capsys.readouterr().err
     assert main(["export", "--results", str(store.root), "--run", "run-z"]) == 2
+    assert "no record matches --run run-z; there are: run-a, run-b" in capsys.readouterr().err
     assert main(["export", "--results", str(store.root), "--suite", "alpha", "--run", "run-b"]) == 2
+    assert "no record matches --run run-b of suite alpha; there are: run-a" in capsys.readouterr().err
     assert main(["export", "--results", str(store.root), "--format", "pytest-benchmark", "--run", "run-a",
                  "--suite", "alpha"]) == 0
     capsys.readouterr()

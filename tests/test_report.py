@@ -24,9 +24,10 @@ from harness.report.plots import (
     pareto_front,
     peak_tflops,
 )
-from harness.report.site import page_names, read_samples, read_store
+from harness.report.site import page_names, read_store
 from harness.report.tables import latest_per_case, leaderboard, run_summaries, suite_tables
 from harness.store import ResultStore, arrow_schema
+from harness.store_reader import read_rows
 from tests.plot_svg import groups, labels, markers
 from tests.records import COLUMNS, EVIL, RICH_COLUMNS, make_record, rich_store
 
@@ -485,11 +486,19 @@ def test_samples_are_read_only_for_the_records_drawn(tmp_path):
     (folder / "00002-old.parquet").write_bytes(b"")  # unreadable: skipped with a warning
     with pytest.warns(UserWarning, match="skipping unreadable result file"):
         data = read_store(tmp_path / "results")
-    assert "latency_ms_samples" not in data.frame and data.has_samples and len(data.frame) == 2 * n
-    chosen = data.frame[data.frame["case_id"].isin(["c1-7", "c0-2", "c1-0"])]
-    samples = read_samples(data, chosen)
-    assert {c: s for c, s in zip(chosen["case_id"], samples, strict=True)} == {
+    assert "latency_ms_samples" not in data.frame and "latency_ms_samples" in data.columns
+    assert len(data.frame) == 2 * n
+    chosen = data.frame[data.frame["case_id"].isin(["c1-7", "c0-2", "c1-0"])].iloc[::-1]
+    samples = read_rows(data, chosen, ["latency_ms_samples"])["latency_ms_samples"]
+    assert samples.index.equals(chosen.index)
+    assert {c: list(s) for c, s in zip(chosen["case_id"], samples, strict=True)} == {
         "c0-2": [0.0, 2.0], "c1-0": [1.0, 0.0], "c1-7": [1.0, 7.0]}
+    data.paths[1].unlink()  # merged by a compaction since it was read
+    with pytest.raises(FileNotFoundError):
+        read_rows(data, chosen, ["latency_ms_samples"])
+    kept = read_rows(data, chosen, ["latency_ms_samples", "label"], missing_ok=True).set_index(chosen["case_id"])
+    assert list(kept.loc["c0-2", "latency_ms_samples"]) == [0.0, 2.0] and kept.loc["c0-2", "label"] == "case 0-2"
+    assert kept.loc["c1-7", "latency_ms_samples"] is None and kept.loc[["c1-0"], "label"].isna().all()
 
 
 def test_files_with_different_columns_are_read_together(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from harness.case import Case
@@ -75,11 +76,14 @@ def test_a_run_of_several_suites_gets_a_table_per_suite(tmp_path):
     assert 'id="run-records-1"' in html and 'id="run-records-2"' in html
 
 
+def _tables_of_runs(frame, runs):
+    return {run: run_tables(frame[frame["run_id"] == run]) for run in sorted(runs)}
+
+
 def test_run_tables_are_the_suite_tables_builder_on_the_runs_records(store):
     frame = store.read()
-    tables = run_tables(frame, tabled_runs(run_summaries(frame), None))
+    tables = _tables_of_runs(frame, tabled_runs(run_summaries(frame), None))
     assert sorted(tables) == ["g1", "n1", "r1", "r2", "w1", "x1"] and list(tables["r1"]) == ["cnn"]
-    assert sorted(run_tables(frame, {"r1", "w1"})) == ["r1", "w1"]
     wide = suite_table(latest_per_case(frame[frame["suite"] == "wide"]))  # one run: the same records
     table = tables["w1"]["wide"]
     assert table.headers == wide.headers and table.detail == wide.detail
@@ -93,7 +97,7 @@ def test_run_tables_keep_a_cases_latest_record_in_the_run_an_ok_one_first(tmp_pa
     store.append(make_record(case, run_id="r", minutes=1, status="failed", error="late"), COLUMNS)
     store.append(make_record(case, run_id="r", minutes=2, latency_ms_median=2.0), COLUMNS)
     store.append(make_record(case, run_id="later", minutes=3, latency_ms_median=1.0), COLUMNS)
-    tables = run_tables(store.read(), {"r", "later"})
+    tables = _tables_of_runs(store.read(), {"r", "later"})
     (row,) = tables["r"]["demo"].rows
     latency = tables["r"]["demo"].headers.index("Latency median (ms)")
     assert row[latency].value == 2.0 and row[tables["r"]["demo"].headers.index("Status")].text == "ok"
@@ -173,3 +177,26 @@ def test_the_site_keeps_no_column_empty_in_every_record_but_the_case_fields(tmp_
     assert "flops" not in frame and "norm" in frame  # no record has flops; norm is a case field
     assert frame.loc["resnet18", "latency_ms_median"] == 2.0 and pd.isna(frame.loc["resnet50", "latency_ms_median"])
     assert frame.loc["resnet50", "acc_top1"] == 0.7 and pd.isna(frame.loc["resnet18", "acc_top1"])
+
+
+def test_a_compacted_files_empty_columns_are_left_unread_and_read_as_null_beside_runs_that_fill_them(tmp_path):
+    from harness.compaction import compact_run
+    from harness.report.site import read_store
+    from harness.store import FILLED_MIN_ROWS, filled_columns
+
+    store = ResultStore(tmp_path / "results")
+    for run, metric in (("a", "latency_ms_median"), ("b", "acc_top1")):
+        for batch in range(1, FILLED_MIN_ROWS + 1):
+            store.append(make_record(Case("resnet18", batch=batch), run_id=run, **{metric: float(batch)}), RICH_COLUMNS)
+        compact_run(store.run_dir("demo", run), force=True)
+    store.append(make_record(Case("resnet50"), run_id="c", latency_ms_median=9.0), RICH_COLUMNS)  # one part file
+    compacted_a, compacted_b, part_c = (next(store.run_dir("demo", run).glob("*.parquet")) for run in "abc")
+    assert "latency_ms_median" in filled_columns(compacted_a) and "acc_top1" not in filled_columns(compacted_a)
+    assert "acc_top1" in filled_columns(compacted_b) and "latency_ms_median" not in filled_columns(compacted_b)
+    assert filled_columns(part_c) == frozenset(pq.read_schema(part_c).names)  # too small to walk its statistics
+    frame = read_store(store.root).frame
+    assert len(frame) == 2 * FILLED_MIN_ROWS + 1 and "flops" not in frame
+    by_run = {run: records.set_index("batch") for run, records in frame.groupby("run_id")}
+    assert by_run["a"].loc[7, "latency_ms_median"] == 7.0 and by_run["a"]["acc_top1"].isna().all()
+    assert by_run["b"].loc[7, "acc_top1"] == 7.0 and by_run["b"]["latency_ms_median"].isna().all()
+    assert by_run["c"]["latency_ms_median"].tolist() == [9.0]

@@ -296,7 +296,7 @@ def test_a_compacted_files_footer_is_read_once_to_list_and_screen_it(tmp_path, m
     store.write_manifest("demo", "once", {"suite": "demo", "run_id": "once", "finished_utc": "2026-12-06T00:00:00Z"})
     compacted = compact_run(store.run_dir("demo", "once")).path
     reads: list[str] = []
-    real = pq.read_schema
-    monkeypatch.setattr(pq, "read_schema", lambda path, *a, **k: reads.append(str(path)) or real(path, *a, **k))
+    real = pq.read_metadata
+    monkeypatch.setattr(pq, "read_metadata", lambda path, *a, **k: reads.append(str(path)) or real(path, *a, **k))
     kept, _skipped = screen_files(list(store.part_files()))
     assert [path for path, _schema in kept] == [compacted] and reads == [str(compacted)]

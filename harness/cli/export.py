@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from harness.cli.common import EXIT_OK, EXIT_USAGE, add_results_argument
 from harness.terminal import markup_text
+
+if TYPE_CHECKING:
+    from harness.run_index import RunEntry
 
 
 def add_parser(sub: Any) -> None:
@@ -37,20 +40,24 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     """Write stored records as CSV, JSON, Markdown or pytest-benchmark JSON, to stdout or --out (atomically)."""
     from harness.errors import HarnessError
     from harness.export import export
+    from harness.run_index import run_entries
     from harness.store import ResultStore, write_text_atomically
+    from harness.store_reader import read_selected
 
-    frame = ResultStore(args.results).read()
-    if frame.empty:
-        err.print(f"[red]error:[/] no results in {markup_text(args.results)}; run a suite first", soft_wrap=True)
+    store = ResultStore(args.results)
+    try:
+        frame = read_selected(store, suites=args.suite, runs=args.run, latest=not args.all)
+    except HarnessError as exc:
+        err.print(f"[red]error:[/] {markup_text(exc)}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
-    for column, wanted, flag in (("suite", args.suite, "--suite"), ("run_id", args.run, "--run")):
-        if wanted:
-            known = sorted(frame[column].dropna().unique())
-            frame = frame[frame[column].isin(wanted)]
-            if frame.empty:
-                err.print(f"[red]error:[/] no record matches {flag} {markup_text(' '.join(wanted))}; "
-                          f"there are: {markup_text(', '.join(map(str, known)))}", highlight=False, soft_wrap=True)
-                return EXIT_USAGE
+    if frame.empty:
+        entries = run_entries(store)
+        if not entries:
+            err.print(f"[red]error:[/] no results in {markup_text(args.results)}; run a suite first", soft_wrap=True)
+            return EXIT_USAGE
+        err.print(f"[red]error:[/] {markup_text(_no_match(args.suite, args.run, entries))}", highlight=False,
+                  soft_wrap=True)
+        return EXIT_USAGE
     try:
         text = export(frame, args.format, latest=not args.all)
     except HarnessError as exc:
@@ -63,3 +70,13 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     which = "every record" if args.all else "latest record per case"
     err.print(f"export: {args.format} ({which}) → {markup_text(path)}", highlight=False, soft_wrap=True)
     return EXIT_OK
+
+
+def _no_match(suites: list[str] | None, runs: list[str] | None, entries: list[RunEntry]) -> str:
+    """Return what to say when ``--suite`` / ``--run`` matched no record: which of them, and what there is."""
+    known_suites = sorted({e.suite for e in entries})
+    if suites and not set(suites) & set(known_suites):
+        return f"no record matches --suite {' '.join(suites)}; there are: {', '.join(known_suites)}"
+    in_suites = sorted({e.run_id for e in entries if not suites or e.suite in suites})
+    where = f" of suite {', '.join(suites)}" if suites else ""
+    return f"no record matches --run {' '.join(runs or [])}{where}; there are: {', '.join(in_suites)}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -311,15 +311,11 @@ def tabled_runs(runs: Sequence[RunSummary], per_suite: int | None) -> set[str]:
     return chosen
 
 
-def run_tables(frame: pd.DataFrame, runs: Collection[str]) -> dict[str, dict[str, RecordTable]]:
-    """Return ``{run_id: {suite: table}}`` for the run ids ``runs``: per run, the :func:`record_table` of each suite's
-    records in that run (a case's latest record in the run, an ok one first, when it has several), suites in name
-    order."""
-    out: dict[str, dict[str, RecordTable]] = {}
-    wanted = frame[frame["run_id"].astype(str).isin(set(runs)).to_numpy(dtype=bool, na_value=False)]
-    for (run, suite), records in wanted.groupby(["run_id", "suite"], sort=True):
-        out.setdefault(str(run), {})[str(suite)] = record_table(latest_per_case(records))
-    return out
+def run_tables(records: pd.DataFrame) -> dict[str, RecordTable]:
+    """Return ``{suite: table}`` for one run's ``records``: the :func:`record_table` of each suite's records (a case's
+    latest record in the run, an ok one first, when it has several), suites in name order."""
+    return {str(suite): record_table(latest_per_case(group))
+            for suite, group in records.groupby("suite", sort=True, observed=True)}
 
 
 def _error_pct(accuracy: float) -> float:
