@@ -20,7 +20,6 @@ files chosen by suite and run folder) a dataset does; DuckDB would add a depende
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -40,6 +39,8 @@ from harness.store_query import latest_per_case
 #: Files read by one pyarrow dataset: a dataset keeps the footer of each file it read (~0.35 MB of memory for a file
 #: of 170 columns) until it is dropped.
 DATASET_FILES = 256
+#: The most chunks a column of the records read is left in (each file read alone is a chunk).
+MAX_CHUNKS = 64
 #: The columns locating a record in :attr:`LocatedRecords.paths`: its file's position there and its row in the file.
 LOCATION = ["_part", "_row"]
 
@@ -139,12 +140,12 @@ class _Wanted:
         return [name for name in names if (self.columns is None or name in self.columns)
                 and name not in self.unread and (name in filled or name in self.keep)]
 
-    def of_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """Return ``batch`` without the columns null in every row (but those to keep): a file too small for its
+    def of_table(self, table: pa.Table) -> pa.Table:
+        """Return ``table`` without the columns null in every row (but those to keep): a file too small for its
         footer to be walked (:data:`harness.store.FILLED_MIN_ROWS`) has all its columns read."""
-        keep = [i for i, (name, column) in enumerate(zip(batch.schema.names, batch.columns, strict=True))
-                if column.null_count < batch.num_rows or name in self.keep]
-        return batch if len(keep) == batch.num_columns else batch.select(keep)
+        keep = [name for name, column in zip(table.column_names, table.columns, strict=True)
+                if column.null_count < table.num_rows or name in self.keep]
+        return table if len(keep) == table.num_columns else table.select(keep)
 
 
 def _read_datasets(files: list[tuple[Path, pa.Schema]], wanted: _Wanted) -> LocatedRecords:
@@ -156,22 +157,22 @@ def _read_datasets(files: list[tuple[Path, pa.Schema]], wanted: _Wanted) -> Loca
     groups: dict[tuple[str, ...], list[int]] = {}
     for position, (path, schema) in enumerate(files):
         groups.setdefault(tuple(wanted.of(path, schema.names)), []).append(position)
-    batches, parts, rows = [], [], []
+    tables, parts, rows = [], [], []
     for names, members in groups.items():
         schema = pa.unify_schemas([files[i][1] for i in members], promote_options="permissive")
         for first in range(0, len(members), DATASET_FILES):
             chunk = [str(paths[i]) for i in members[first:first + DATASET_FILES]]
             dataset = ds.FileSystemDatasetFactory(pafs.LocalFileSystem(), chunk, ds.ParquetFileFormat()).finish(schema)
-            seen: dict[int, int] = {}
+            batches, seen = [], {}
             for tagged in dataset.scanner(columns=list(names)).scan_batches():  # a file's rows in order
-                batch, part = wanted.of_batch(tagged.record_batch), index[tagged.fragment.path]
+                batch, part = tagged.record_batch, index[tagged.fragment.path]
                 start = seen.get(part, 0)
                 seen[part] = start + batch.num_rows
                 batches.append(batch)
                 parts.append(np.full(batch.num_rows, part, dtype=np.int32))
                 rows.append(np.arange(start, start + batch.num_rows, dtype=np.int64))
-    tables = [pa.Table.from_batches(list(same)) for _schema, same in itertools.groupby(batches, lambda b: b.schema)]
-    batches.clear()
+            if batches:  # one chunk per column: a record file is a batch, and 100k one-row chunks cost gigabytes
+                tables.append(wanted.of_table(pa.Table.from_batches(batches).combine_chunks()))
     return LocatedRecords(_frame(tables, parts, rows), paths, _all_columns(files))
 
 
@@ -202,6 +203,8 @@ def _frame(tables: list[pa.Table], parts: list[np.ndarray], rows: list[np.ndarra
     column's Arrow memory is given back as it is converted."""
     table = pa.concat_tables(tables, promote_options="permissive")
     tables.clear()
+    if table.num_columns and table.column(0).num_chunks > MAX_CHUNKS:
+        table = table.combine_chunks()  # taking rows from a column of many chunks is slow
     frame = table.to_pandas(self_destruct=True, split_blocks=True)
     del table
     frame["_part"] = np.concatenate(parts) if parts else np.zeros(0, np.int32)

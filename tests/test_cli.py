@@ -107,6 +107,24 @@ def test_report_run_tables_takes_a_count_or_all(tmp_path, capsys):
     assert exit_.value.code == 2 and "expected a number of runs or 'all', got 'many'" in capsys.readouterr().err
 
 
+def test_report_says_compacting_is_faster_when_many_part_files_are_left(tmp_path, capsys, monkeypatch):
+    from harness.case import Case
+    from harness.cli import report
+    from harness.compaction import compact_store
+    from harness.store import ResultStore
+    from tests.records import COLUMNS, make_record
+
+    monkeypatch.setattr(report, "MANY_PART_FILES", 3)
+    store = ResultStore(tmp_path / "results")
+    for batch in (1, 2, 3):
+        store.append(make_record(Case("resnet18", batch=batch)), COLUMNS)
+    command = ["report", "--results", str(store.root), "--out", str(tmp_path / "site")]
+    assert main(command) == 0
+    assert "3 record files of runs not compacted" in capsys.readouterr().err
+    compact_store(store.root, force=True)
+    assert main(command) == 0 and "not compacted" not in capsys.readouterr().err
+
+
 def test_profile_json_has_exact_counts_of_a_small_model(capsys):
     assert main(["profile", "tiny_cnn", "--input", "1x3x32x32", "--json"]) == 0
     prof = json.loads(capsys.readouterr().out)

@@ -12,6 +12,9 @@ from harness.cli.common import EXIT_OK, EXIT_USAGE, add_results_argument, not_a_
 from harness.report import RUN_TABLES
 from harness.terminal import markup_text
 
+#: From this many part files (records of runs not compacted) on, `harness report` says that compacting is faster.
+MANY_PART_FILES = 2000
+
 
 def add_parser(sub: Any) -> None:
     """Add the ``report`` command to the sub-command parsers ``sub``."""
@@ -46,6 +49,7 @@ def run_tables_count(text: str) -> int | None:
 def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     """Render the HTML report from the results directory."""
     from harness.report import render_report
+    from harness.store import ResultStore, is_compacted
 
     if not Path(args.results).exists():
         err.print(f"[red]error:[/] no results directory {markup_text(args.results)}; run a suite first", soft_wrap=True)
@@ -53,6 +57,11 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     if not_a_directory(args.results):
         err.print(f"[red]error:[/] {markup_text(not_a_directory(args.results))}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
+    parts = sum(1 for path in ResultStore(args.results).part_files() if not is_compacted(path))
+    if parts >= MANY_PART_FILES:
+        err.print(f"note: {parts:,} record files of runs not compacted (each read costs a few ms: minutes in all); "
+                  f"`harness compact --results {markup_text(args.results)}` merges each finished run's files into one",
+                  highlight=False, soft_wrap=True)
     page = render_report(args.results, args.out, run_tables_per_suite=args.run_tables)
     out.print(f"report: {markup_text(page)}", highlight=False, soft_wrap=True)
     return EXIT_OK
