@@ -117,6 +117,40 @@ def test_a_reader_whose_listed_file_vanishes_under_it_reads_again(tmp_path, monk
     assert store.unreadable() == []
 
 
+def test_the_reports_and_exports_readers_read_again_when_a_compaction_races_them(tmp_path, monkeypatch):
+    import harness.store_reader as reader
+    from harness.report.site import read_store
+
+    store = _fill(tmp_path, 4)
+    folder = store.run_dir("demo", "run-a")
+    real_screen = reader.screen_files
+
+    def screen_then_compact(paths):
+        screened = real_screen(paths)
+        if not list(folder.glob("*-compacted-*.parquet")):
+            compact_run(folder)  # the files just screened are merged before they are read
+        return screened
+
+    monkeypatch.setattr(reader, "screen_files", screen_then_compact)
+    data = read_store(store.root)
+    assert len(data.frame) == 4 and data.frame["case_id"].is_unique and len(data.paths) == 1
+
+    store = _fill(tmp_path / "other", 4)
+    folder = store.run_dir("demo", "run-a")
+    real_rows = reader.read_rows
+
+    def compact_then_read_rows(located, records, *args, **kwargs):
+        if not list(folder.glob("*-compacted-*.parquet")):
+            compact_run(folder)  # the records were located in the part files, now merged
+        return real_rows(located, records, *args, **kwargs)
+
+    monkeypatch.setattr(reader, "screen_files", real_screen)
+    monkeypatch.setattr(reader, "read_rows", compact_then_read_rows)
+    chosen = reader.read_selected(store)
+    assert len(chosen) == 4 and sorted(chosen["params"]) == [0, 1, 2, 3]
+    assert [list(s) for s in chosen.sort_values("params")["latency_ms_samples"]] == [[i, i + 0.5] for i in range(4)]
+
+
 def test_columns_added_later_are_null_in_older_records_of_the_merged_file(tmp_path):
     store = _fill(tmp_path, 2)
     newer = COLUMNS | {"acc_top1": "float64"}
