@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from harness.metrics.complexity import ComplexityCount, count
+from harness.metrics.complexity import ComplexityCount, CountError, count
 
 #: timm's smallest variants at small inputs: (name, constructor arguments, input side in pixels).
 TIMM_MODELS: dict[str, tuple[dict[str, object], int]] = {
@@ -153,3 +153,50 @@ def test_fused_transformer_fast_paths_equal_their_parts(name: str) -> None:
     assert len(parts.calls) > 1
     assert totals(fused)[:2] == totals(parts)[:2]
     assert fused.total.activations == parts.total.activations
+
+
+class _LatentPool(nn.Module):
+    """An attention-pooling head's pattern (SigLIP's ``AttentionPoolLatent``): a learned query, expanded to the batch
+    under no_grad in an eval count, enters a submodule."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latent = nn.Parameter(torch.zeros(1, 1, 8))
+        self.q = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.q(self.latent.expand(x.shape[0], -1, -1)).squeeze(1) + x
+
+
+@pytest.mark.parametrize("method", ["meta", "fake", "real"])
+def test_a_parameter_expanded_into_a_submodule_is_counted_and_its_grad_flag_kept(method):
+    model = _LatentPool()
+    model.q.bias.requires_grad_(False)  # flags as the model had them are restored, frozen ones too
+    result = count(model, torch.zeros(3, 8), method=method)
+    assert result.method == method and result.total.macs == 3 * 8 * 8
+    assert [p.requires_grad for p in model.parameters()] == [True, True, False]
+    trained = count(model, torch.zeros(3, 8), method=method, training=True)
+    assert trained.total.macs > result.total.macs  # the backward is counted too
+
+
+class _Raiser(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise ValueError("no such shape\nsecond line of the message")
+
+
+def test_a_count_that_cannot_finish_says_in_one_line_which_module_and_op_it_stopped_at():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), _Raiser())
+    with pytest.raises(CountError) as raised:
+        count(model, torch.zeros(1, 3, 8, 8), method="real")
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith("ValueError: no such shape (in module ")
+    assert raised.value.where == "module Sequential.1, after op aten.convolution"
+
+
+def test_profile_says_where_a_count_stopped_in_one_line(capsys):
+    from harness.cli import main
+
+    assert main(["profile", "fault_raise"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: counting fault_raise stopped: RuntimeError: fault_raise: this model raises on "
+                          "purpose (in module ") and "Traceback" not in err

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from harness.cli.common import EXIT_OK, EXIT_USAGE, add_norm_argument, input_shape, model_known
+from harness.cli.common import EXIT_FAILED_CASES, EXIT_OK, EXIT_USAGE, add_norm_argument, input_shape, model_known
 from harness.terminal import markup_text
 
 
@@ -41,7 +41,14 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     from harness.profile import profile_model
     if not model_known(args.model, err):
         return EXIT_USAGE
-    prof = profile_model(args.model, args.input, args.dtype, args.by, args.top, args.norm)
+    from harness.metrics.complexity import CountError
+
+    try:
+        prof = profile_model(args.model, args.input, args.dtype, args.by, args.top, args.norm)
+    except CountError as exc:
+        err.print(f"[red]error:[/] counting {markup_text(args.model)} stopped: {markup_text(exc)}", highlight=False,
+                  soft_wrap=True)
+        return EXIT_FAILED_CASES
     if args.json:
         print(json.dumps(prof.as_json(), indent=2))
         return EXIT_OK

@@ -174,6 +174,12 @@ class _Tally:
     by_module: dict[str, OpCost] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
     uncounted: Counter[str] = field(default_factory=Counter)
+    last_op: str = ""
+
+    def where(self) -> str:
+        """Return where the count is: the innermost module entered and the last op dispatched."""
+        module = _innermost(self.tracker.parents) if self.tracker.parents else "the model"
+        return f"module {module}" + (f", after op {self.last_op}" if self.last_op else "")
 
     def record(self, func: OpOverload, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
         """Add the cost of one executed op call."""
@@ -218,6 +224,7 @@ class _CountingMode(TorchDispatchMode):
         if func in METADATA_OPS:
             return func(*args, **kwargs)
         packet = func.overloadpacket
+        self.tally.last_op = str(packet)
         if packet not in FORMULAS and packet not in ZERO_COST:
             with self:
                 decomposed = func.decompose(*args, **kwargs)
@@ -258,33 +265,64 @@ def _tensor_attributes_kept(model: nn.Module) -> Iterator[None]:
             setattr(module, name, value)
 
 
+@contextmanager
+def _grad_flags(model: nn.Module, training: bool) -> Iterator[None]:
+    """For an eval count, clear every parameter's requires_grad for the block (restored after): a view made under
+    no_grad of a parameter that requires grad (an attention-pooling head's ``latent.expand(B, -1, -1)``) has no
+    gradient function, and torch's ModuleTracker asserts one when such a view enters a module."""
+    flags = [(p, p.requires_grad) for p in model.parameters()] if not training else []
+    for param, _flag in flags:
+        param.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for param, flag in flags:
+            param.requires_grad_(flag)
+
+
 def _to_fake(mode: FakeTensorMode, tensor: torch.Tensor) -> torch.Tensor:
     """Return a fake tensor with ``tensor``'s shape, strides, dtype, device and requires_grad flag.
 
     Built from a meta tensor (no data copied), several times faster than ``mode.from_tensor``."""
-    meta = torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype, device="meta",
-                               requires_grad=tensor.requires_grad)
-    return mode.fake_tensor_converter.from_meta_and_device(mode, meta, tensor.device)
+    return mode.fake_tensor_converter.from_meta_and_device(mode, _to_meta(tensor), tensor.device)
 
 
 def _run(model: nn.Module, state: dict[str, torch.Tensor] | None, inputs: Any, tally: _Tally,
          training: bool) -> None:
     """Run the forward (with ``state`` in place of the model's tensors when given) under counting;
     when ``training``, also the backward from all-ones gradients of the floating-point outputs."""
-    with _CountingMode(tally), torch.set_grad_enabled(training):
-        out = model(inputs) if state is None else torch.func.functional_call(model, state, (inputs,))
-    outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor) and t.requires_grad]
-    if outputs:  # none when not training, or when every parameter is frozen
-        seeds = [torch.ones_like(t) for t in outputs]
-        with _CountingMode(tally):
-            torch.autograd.backward(outputs, seeds)
+    try:
+        with _CountingMode(tally), torch.set_grad_enabled(training):
+            out = model(inputs) if state is None else torch.func.functional_call(model, state, (inputs,))
+        outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor) and t.requires_grad]
+        if outputs:  # none when not training, or when every parameter is frozen
+            seeds = [torch.ones_like(t) for t in outputs]
+            with _CountingMode(tally):
+                torch.autograd.backward(outputs, seeds)
+    except Exception as exc:
+        raise CountError(f"{type(exc).__name__}: {_first_line(exc)}", tally.where()) from exc
+
+
+class CountError(RuntimeError):
+    """A count that could not be finished: ``where`` names the module entered and the last op dispatched."""
+
+    def __init__(self, reason: str, where: str) -> None:
+        super().__init__(f"{reason} (in {where})")
+        self.reason = reason
+        self.where = where
+
+
+def _first_line(exc: BaseException) -> str:
+    """Return the first non-empty line of ``exc``'s message ('' when it has none)."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
 
 
 def _count_fake(model: nn.Module, inputs: Any, dtype_bytes: int, training: bool) -> ComplexityCount:
     """Count on fake tensors: the model's parameters and buffers replaced by fakes; nothing computed."""
     mode = FakeTensorMode(allow_non_fake_inputs=True)
-    named = [*model.named_parameters(), *model.named_buffers()]
-    state = {name: _to_fake(mode, tensor) for name, tensor in named}
+    with _grad_flags(model, training):
+        named = [*model.named_parameters(), *model.named_buffers()]
+        state = {name: _to_fake(mode, tensor) for name, tensor in named}
     fake_inputs = tree_map_only(torch.Tensor, lambda t: _to_fake(mode, t), inputs)
     with _module_modes(model, training), _tensor_attributes_kept(model), mode, ModuleTracker() as tracker:
         tally = _Tally(dtype_bytes, tracker)
@@ -307,7 +345,8 @@ def _count_meta(model: nn.Module, inputs: Any, dtype_bytes: int, training: bool)
     if not training and any(isinstance(module, nn.MultiheadAttention) for module in model.modules()):
         raise RuntimeError("nn.MultiheadAttention takes its fused fast path (and nn.TransformerEncoderLayer its "
                            "own) in eval mode on cpu and cuda tensors, not on meta tensors")
-    state = {name: _to_meta(t) for name, t in [*model.named_parameters(), *model.named_buffers()]}
+    with _grad_flags(model, training):
+        state = {name: _to_meta(t) for name, t in [*model.named_parameters(), *model.named_buffers()]}
     meta_inputs = tree_map_only(torch.Tensor, _to_meta, inputs)
     with _module_modes(model, training), _tensor_attributes_kept(model), ModuleTracker() as tracker:
         tally = _Tally(dtype_bytes, tracker)
@@ -322,7 +361,7 @@ def _count_real(model: nn.Module, inputs: Any, dtype_bytes: int, training: bool)
     """Count on real tensors (computes the forward, and backward on a deep copy when ``training``)."""
     if training:
         model = copy.deepcopy(model)
-    with _module_modes(model, training), ModuleTracker() as tracker:
+    with _module_modes(model, training), _grad_flags(model, training), ModuleTracker() as tracker:
         tally = _Tally(dtype_bytes, tracker)
         _run(model, None, inputs, tally, training)
     return tally.result("real")
@@ -348,9 +387,11 @@ def count(model: nn.Module, inputs: Any, *, dtype_bytes: int = 4, training: bool
         try:
             return attempts[name](model, inputs, dtype_bytes, training)
         except Exception as exc:
-            reasons.append(f"{name}: {type(exc).__name__}: {next(iter(str(exc).splitlines()), '')}")
-            if isinstance(exc, (DynamicOutputShapeException, DataDependentOutputException)):
-                stopped_at.append(str(exc.func.overloadpacket))
+            reasons.append(f"{name}: {exc}" if isinstance(exc, CountError) else
+                           f"{name}: {type(exc).__name__}: {_first_line(exc)}")
+            cause = exc.__cause__ if isinstance(exc, CountError) else exc
+            if isinstance(cause, (DynamicOutputShapeException, DataDependentOutputException)):
+                stopped_at.append(str(cause.func.overloadpacket))
             log.info("complexity: %s count failed (%s); trying the next method", name, reasons[-1])
     result = attempts[order[-1]](model, inputs, dtype_bytes, training)
     return dataclasses.replace(result, fallback_reason="; ".join(reasons) or None, stopped_at=tuple(stopped_at))
