@@ -75,7 +75,8 @@ def test_sub_millisecond_work_is_timed_in_blocks():
 
 
 def test_noisy_flag_follows_the_spread():
-    opts = latency.Options(min_repeats=20, min_time_s=0.05, max_time_s=1.0, block_min_ms=0, warmup_min=0)
+    opts = latency.Options(min_repeats=20, min_time_s=0.05, max_time_s=1.0, block_min_ms=0, warmup_min=0,
+                           contended_threshold=1.0)  # the spread alone: whatever else the machine runs
     steady = latency.measure(Spinner(itertools.repeat(2.0)), torch.zeros(1), Case("spin"), opts)
     jumpy = latency.measure(Spinner(itertools.cycle([1.0, 3.0])), torch.zeros(1), Case("spin"), opts)
     assert not steady["latency_noisy"] and jumpy["latency_noisy"]
@@ -83,7 +84,8 @@ def test_noisy_flag_follows_the_spread():
 
 def test_too_few_samples_are_noisy_whatever_their_spread():
     """The time cap ends sampling before min_repeats: 3 steady samples say nothing about the noise."""
-    opts = latency.Options(min_repeats=50, min_time_s=0.0, max_time_s=0.02, block_min_ms=0, warmup_min=0)
+    opts = latency.Options(min_repeats=50, min_time_s=0.0, max_time_s=0.02, block_min_ms=0, warmup_min=0,
+                           contended_threshold=1.0)
     out = latency.measure(Spinner(itertools.repeat(8.0)), torch.zeros(1), Case("spin"), opts)
     assert out["latency_repeats"] < 50 and out["latency_noisy"]
     assert out["latency_noisy_reason"] == (f"{out['latency_repeats']} samples < min_repeats 50 (the time cap ended "

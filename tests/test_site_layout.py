@@ -200,3 +200,15 @@ def test_a_compacted_files_empty_columns_are_left_unread_and_read_as_null_beside
     assert by_run["a"].loc[7, "latency_ms_median"] == 7.0 and by_run["a"]["acc_top1"].isna().all()
     assert by_run["b"].loc[7, "acc_top1"] == 7.0 and by_run["b"]["latency_ms_median"].isna().all()
     assert by_run["c"]["latency_ms_median"].tolist() == [9.0]
+
+
+def test_a_contended_timing_is_marked_on_the_page_with_why(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    columns = COLUMNS | {"latency_contended": "bool", "latency_noisy_reason": "string"}
+    why = "contended: other processes took 1.20 of 2 cores > 0.1 of them"
+    store.append(make_record(Case("resnet18"), latency_ms_median=9.0, latency_contended=True,
+                             latency_noisy_reason=why), columns)
+    store.append(make_record(Case("resnet50"), latency_ms_median=30.0, latency_contended=False), columns)
+    page = (render_report(store.root, tmp_path / "site").parent / "suite-demo.html").read_text(encoding="utf-8")
+    marked = re.findall(r'<td class="contended[^"]*" data-value="([\d.]+)" title="([^"]*)">', page)
+    assert marked == [("9.0", why.replace(">", "&gt;"))]

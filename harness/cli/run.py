@@ -18,6 +18,7 @@ from harness.cli.common import (
     add_results_argument,
     load_suites,
 )
+from harness.machine_load import CONTENDED_SHARE, WindowLoad, cpu_sample, window_load
 from harness.terminal import markup_text
 
 
@@ -58,6 +59,18 @@ def add_parser(sub: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def _warn_if_busy(load: WindowLoad | None, err: Console) -> None:
+    """Warn when other processes took more than :data:`CONTENDED_SHARE` of the cores while the suites were checked
+    (the worker importing torch meanwhile is this run's own)."""
+    why = load.contended(CONTENDED_SHARE) if load is not None else None
+    if why is None:
+        return
+    average = f" (load average {load.loadavg_1m:.1f})" if load.loadavg_1m is not None else ""
+    err.print(f"[yellow]warning:[/] the machine is busy: {why.removeprefix('contended: ')} as the run started"
+              f"{average}; timings taken meanwhile are marked contended and noisy — a quiet machine steadies them",
+              highlight=False, soft_wrap=True)
+
+
 def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     """Run suites, store a record per case, optionally render the report; exit 1 if a case failed."""
     from harness.errors import HarnessError
@@ -72,6 +85,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     except HarnessError as exc:
         err.print(f"[red]error:[/] {markup_text(exc)}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
+    before = cpu_sample()
     if isinstance(executor, LocalExecutor):
         executor.worker.launch()  # the worker imports torch while the suites are validated here
     summaries = []
@@ -79,6 +93,8 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
         suites = load_suites(args.suites, err)
         if suites is None:
             return EXIT_USAGE
+        worker = executor.worker.pid if isinstance(executor, LocalExecutor) else None
+        _warn_if_busy(window_load(before, cpu_sample([worker])), err)
         try:
             if args.metrics:
                 suites = [s.with_metrics(args.metrics.split(",")) for s in suites]

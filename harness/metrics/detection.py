@@ -172,7 +172,7 @@ def time_phases(model: Any, images: list[torch.Tensor], case: Case, options: Opt
 
     latency_metric.warm_up(sample, lambda fn, _calls: fn(), options.latency)
     phases.clear()
-    samples, _ = latency_metric.adaptive_samples(sample, options.latency)
+    samples, _, _ = latency_metric.adaptive_samples(sample, options.latency)
     pre, network, post = np.median(np.asarray(phases), axis=0)
     totals = np.asarray(samples)
     q1, q3 = np.percentile(totals, [25, 75])

@@ -19,6 +19,11 @@ Protocol (recorded with every result):
    forward + cross-entropy loss against fixed random labels (or the mean of a non-logit output),
    backward, SGD step (lr 0.01, momentum 0.9), each phase timed separately.
 6. The timer's own overhead is measured on an empty region (median of ``timer_overhead_samples``).
+7. **The rest of the machine**: the CPU time other processes took during the sampling window and the time the
+   hypervisor stole (in cores' worth), the load average, the CPU's clock and governor are recorded
+   (:mod:`harness.machine_load`); a window in which they took more than ``contended_threshold`` of the cores is
+   ``latency_contended``, and its timing noisy whatever its spread (in a group of processes, never: the other
+   ranks take cores by design).
 
 In a group of ``world_size`` processes (:mod:`harness.distributed`), every process times its own
 per-device batch, a training step goes through DistributedDataParallel, process 0 decides when warm-up
@@ -45,6 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.case import Case
 from harness.distributed import agree, for_training
+from harness.machine_load import CONTENDED_SHARE, WindowLoad, cpu_sample, window_load
 from harness.metrics.finite import assert_finite
 from harness.stats import relative_ci_half_width, summarize
 
@@ -65,6 +71,7 @@ class Options(BaseModel):
     target_rel_ci: float = Field(0.02, gt=0)
     block_min_ms: float = Field(1.0, ge=0)
     noisy_threshold: float = Field(0.1, gt=0)
+    contended_threshold: float = Field(CONTENDED_SHARE, gt=0, le=1)
     cuda_graph: bool = False
     cudnn_benchmark: bool = True
     timer_overhead_samples: int = Field(200, ge=1)
@@ -98,6 +105,12 @@ COLUMNS: dict[str, str] = {
     "latency_gpu_state_end": "string",
     "latency_noisy": "bool",
     "latency_noisy_reason": "string",
+    "latency_contended": "bool",
+    "latency_others_cores": "float64",
+    "latency_steal_cores": "float64",
+    "latency_loadavg": "float64",
+    "latency_cpu_mhz": "float64",
+    "latency_cpu_governor": "string",
     "throughput_samples_per_s": "float64",
 }
 
@@ -166,9 +179,11 @@ def warm_up(fn: Callable[[], Any], timer: Timer, opts: Options) -> list[float]:
             return times
 
 
-def adaptive_samples(sample: Callable[[], float], opts: Options) -> tuple[list[float], float]:
-    """Call ``sample`` (returns ms) until the stopping rule of the module doc; return samples and seconds."""
+def adaptive_samples(sample: Callable[[], float], opts: Options) -> tuple[list[float], float, WindowLoad | None]:
+    """Call ``sample`` (returns ms) until the stopping rule of the module doc; return the samples, the window's
+    seconds and what the rest of the machine did meanwhile (None where it cannot be read)."""
     samples: list[float] = []
+    load_start = cpu_sample()
     window_start = time.perf_counter()
     while True:
         samples.append(sample())
@@ -177,7 +192,8 @@ def adaptive_samples(sample: Callable[[], float], opts: Options) -> tuple[list[f
         converged = enough and relative_ci_half_width(samples) <= opts.target_rel_ci
         exhausted = (elapsed >= opts.max_time_s and len(samples) >= 2) or len(samples) >= opts.max_repeats
         if agree(converged or exhausted):
-            return samples, time.perf_counter() - window_start
+            window_s = time.perf_counter() - window_start
+            return samples, window_s, window_load(load_start, cpu_sample())
 
 
 def time_samples(fn: Callable[[], Any], timer_name: str, opts: Options) -> dict[str, Any]:
@@ -186,8 +202,8 @@ def time_samples(fn: Callable[[], Any], timer_name: str, opts: Options) -> dict[
     warm = warm_up(fn, timer, opts)
     per_call_ms = max(float(np.median(warm[-3:])), 1e-6)
     block = max(1, int(np.ceil(opts.block_min_ms / per_call_ms)))
-    samples, window_s = adaptive_samples(lambda: timer(fn, block) / block, opts)
-    return {"samples_ms": samples, "warmup_iters": len(warm), "block": block, "window_s": window_s}
+    samples, window_s, load = adaptive_samples(lambda: timer(fn, block) / block, opts)
+    return {"samples_ms": samples, "warmup_iters": len(warm), "block": block, "window_s": window_s, "load": load}
 
 
 def timer_overhead_ms(timer_name: str, samples: int) -> float:
@@ -254,11 +270,11 @@ def time_training(model: torch.nn.Module, inputs: torch.Tensor, case: Case, opts
     try:
         warm = warm_up(step, lambda fn, _calls: fn(), opts)
         phases.clear()
-        samples, window_s = adaptive_samples(step, opts)
+        samples, window_s, load = adaptive_samples(step, opts)
     finally:
         model.eval()
     forward, backward, opt_step = np.median(np.asarray(phases), axis=0)
-    return {"samples_ms": samples, "warmup_iters": len(warm), "block": 1, "window_s": window_s,
+    return {"samples_ms": samples, "warmup_iters": len(warm), "block": 1, "window_s": window_s, "load": load,
             "phases": {"latency_ms_forward_median": float(forward), "latency_ms_backward_median": float(backward),
                        "latency_ms_optimizer_median": float(opt_step)}}
 
@@ -273,10 +289,11 @@ def gpu_state_json(case: Case) -> str | None:
         return json.dumps(gpu_state(handle_for_uuid(cuda_device_uuid(torch.cuda.current_device()))))
 
 
-def noisy_columns(relative_iqr: float, samples: int, options: Options) -> dict[str, Any]:
+def noisy_columns(relative_iqr: float, samples: int, options: Options, contended: str | None = None) -> dict[str, Any]:
     """Return ``latency_noisy`` and ``latency_noisy_reason`` (None when not noisy) of a measurement whose IQR /
-    median is ``relative_iqr`` over ``samples`` samples."""
-    reasons = []
+    median is ``relative_iqr`` over ``samples`` samples, taken in a window ``contended`` says was contended (why;
+    None when it was not): a contended timing is noisy whatever its spread."""
+    reasons = [contended] if contended else []
     if samples < options.min_repeats:
         reasons.append(f"{samples} samples < min_repeats {options.min_repeats} (the time cap ended sampling)")
     if relative_iqr > options.noisy_threshold:
@@ -311,7 +328,24 @@ def measure(model: torch.nn.Module, inputs: torch.Tensor, case: Case, options: O
         "latency_cuda_graph": options.cuda_graph if case.device == "cuda" else None,
         "latency_gpu_state_start": state_start,
         "latency_gpu_state_end": gpu_state_json(case),
-        **noisy_columns(stats["iqr"] / stats["median"], len(timed["samples_ms"]), options),
+        **load_columns(timed["load"], case, options),
         "throughput_samples_per_s": case.batch * case.world_size / (stats["median"] / 1e3),
     }
+    out |= noisy_columns(stats["iqr"] / stats["median"], len(timed["samples_ms"]), options,
+                         _contended(timed["load"], case, options))
     return out
+
+
+def _contended(load: WindowLoad | None, case: Case, options: Options) -> str | None:
+    """Return why the window was contended, None when it was not or cannot be told: in a group of processes the
+    other ranks are expected to take cores."""
+    return load.contended(options.contended_threshold) if load is not None and case.world_size == 1 else None
+
+
+def load_columns(load: WindowLoad | None, case: Case, options: Options) -> dict[str, Any]:
+    """Return the ``latency_*`` columns of the machine's load during the sampling window (None where unread)."""
+    if load is None:
+        return {"latency_contended": None}
+    return {"latency_contended": _contended(load, case, options) is not None,
+            "latency_others_cores": load.others_cores, "latency_steal_cores": load.steal_cores,
+            "latency_loadavg": load.loadavg_1m, "latency_cpu_mhz": load.cpu_mhz, "latency_cpu_governor": load.governor}

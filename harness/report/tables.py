@@ -216,6 +216,8 @@ def _environment(records: pd.DataFrame) -> dict[str, str]:
     return environment
 
 
+#: Metric columns a contended timing window makes doubtful: their cells are marked ``contended`` on the page.
+TIMED_COLUMNS = frozenset({"latency_ms_median", "throughput_samples_per_s"})
 #: Metric columns that say how a value was measured rather than what was measured: collapsed by default.
 PROTOCOL_METRICS = frozenset({"latency_ms_iqr", "latency_repeats", "complexity_coverage"})
 #: Case fields that say how a case was measured rather than which case it is: collapsed by default.
@@ -258,7 +260,8 @@ def record_table(records: pd.DataFrame) -> RecordTable:
             numeric.append(True)
             protocol.append(d.column in PROTOCOL_METRICS)
     needed = [c for c, _ in identity] + [d.column for d in shown] + ["status", "published_json", "label", "error",
-                                                                    "failure_class"]
+                                                                    "failure_class", "latency_contended",
+                                                                    "latency_noisy_reason"]
     kinds = ["wrap" if col in OPTION_FIELDS else "text" if i and not numeric[i] else ""  # words to the left
              for i, (col, _) in enumerate(identity)]
     rows = []
@@ -270,6 +273,10 @@ def record_table(records: pd.DataFrame) -> RecordTable:
         published = _published(record)
         for d in shown:
             cells = _metric_cells(record, d, best, published)
+            contended = record.get("latency_contended")
+            if d.column in TIMED_COLUMNS and not is_missing(contended) and contended and cells[0].value is not None:
+                cells[0].kind = "contended"  # the page marks it; the note says why
+                cells[0].note = "; ".join(n for n in (record.get("latency_noisy_reason"), cells[0].note) if n)
             if d.column in published_cols and len(cells) == 1:
                 cells.append(Cell("", kind="published"))
             row += cells

@@ -57,6 +57,11 @@ class WorkerProcess:
         self._conn: Any = None
         self.env: dict[str, Any] = {}
 
+    @property
+    def pid(self) -> int | None:
+        """Return the worker process's pid (None before it is launched)."""
+        return self._proc.pid if self._proc is not None else None
+
     def launch(self) -> None:
         """Spawn the worker without waiting for it (it imports torch meanwhile); no-op if one is alive."""
         if self._proc is not None and self._proc.is_alive():
