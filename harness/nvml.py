@@ -33,7 +33,21 @@ STATE_QUERIES: dict[str, Query] = {
     "temperature_c": lambda nv, h: nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU),
     "power_w": lambda nv, h: nv.nvmlDeviceGetPowerUsage(h) / 1e3,
     "pstate": lambda nv, h: nv.nvmlDeviceGetPerformanceState(h),
+    "clock_limits": lambda nv, h: clock_limit_names(nv.nvmlDeviceGetCurrentClocksEventReasons(h)),
 }
+#: NVML's clock event reasons ("throttle reasons" before driver 535), by bit: why the clocks are below their
+#: maximum while a timing is taken (``nvmlClocksEventReason*``).
+CLOCK_EVENT_REASONS: dict[int, str] = {
+    0x1: "gpu_idle", 0x2: "applications_clocks", 0x4: "sw_power_cap", 0x8: "hw_slowdown", 0x10: "sync_boost",
+    0x20: "sw_thermal", 0x40: "hw_thermal", 0x80: "hw_power_brake", 0x100: "display_clocks",
+}
+
+
+def clock_limit_names(mask: int) -> list[str]:
+    """Return the names of the clock event reasons set in NVML's bit ``mask`` (unknown bits as hex)."""
+    names = [name for bit, name in CLOCK_EVENT_REASONS.items() if mask & bit]
+    rest = mask & ~sum(CLOCK_EVENT_REASONS)
+    return names + ([hex(rest)] if rest else [])
 
 
 def _pynvml() -> ModuleType:
@@ -96,9 +110,9 @@ def _query(query: Query, handle: Any) -> Any:
         return None
 
 
-def gpu_state(handle: Any) -> dict[str, float | int | None]:
-    """Return the device's SM and memory clocks (MHz), temperature (°C), power (W) and performance
-    state (see STATE_QUERIES), None for each field the device does not report."""
+def gpu_state(handle: Any) -> dict[str, Any]:
+    """Return the device's SM and memory clocks (MHz), temperature (°C), power (W), performance state and what
+    limits its clocks (:data:`CLOCK_EVENT_REASONS`), None for each field the device does not report."""
     return {name: _query(query, handle) for name, query in STATE_QUERIES.items()}
 
 

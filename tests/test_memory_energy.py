@@ -130,6 +130,10 @@ class FakeNvml:
         self._check("pstate")
         return 0
 
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: str) -> int:
+        self._check("clock")
+        return 0x4 | 0x20 | 0x10000  # power cap, thermal slowdown, and a bit a later driver may define
+
 
 class Burner(torch.nn.Module):
     """A 'model' each forward of which adds ``mj`` millijoules to the fake GPU's energy counter."""
@@ -167,7 +171,8 @@ def test_gpu_state_in_units_and_unsupported_fields_as_none(fake_gpu):
     with nvml.nvml_session():
         handle = nvml.handle_for_uuid("GPU-1234")
         assert nvml.gpu_state(handle) == {"sm_clock_mhz": 1980, "mem_clock_mhz": 2619, "temperature_c": None,
-                                          "power_w": 100.0, "pstate": None}
+                                          "power_w": 100.0, "pstate": None,
+                                          "clock_limits": ["sw_power_cap", "sw_thermal", "0x10000"]}
         assert nvml.total_energy_mj(handle) == 7_000_000
         gpu.unsupported = ("energy", "power", "clock")
         assert nvml.total_energy_mj(handle) is None and nvml.power_w(handle) is None

@@ -14,7 +14,8 @@ Protocol (recorded with every result):
 4. **Clock**: ``time.perf_counter_ns`` on CPU. On CUDA the device is synchronised and CUDA events
    bracket each sample; with ``cuda_graph`` the forward is captured once and replayed;
    ``torch.backends.cudnn.benchmark`` is set from ``cudnn_benchmark``; the GPU's clocks, temperature,
-   power and P-state are read through NVML before and after the samples.
+   power, P-state and what limits its clocks (power cap, thermal slowdown…) are read through NVML before and after
+   the samples.
 5. **Inference** runs under ``torch.inference_mode``. A **training step** (case mode ``train``) is
    forward + cross-entropy loss against fixed random labels (or the mean of a non-logit output),
    backward, SGD step (lr 0.01, momentum 0.9), each phase timed separately.
