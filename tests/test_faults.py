@@ -36,6 +36,20 @@ def test_exceptions_are_classified(exc, expected):
     assert classify_exception(exc) == expected
 
 
+def test_an_exception_raised_from_another_is_classified_by_both():
+    from harness.metrics.complexity import CountError
+
+    def raised(cause: BaseException) -> BaseException:
+        try:
+            raise CountError(f"{type(cause).__name__}: {cause}", "module fc") from cause
+        except CountError as exc:
+            return exc
+
+    assert classify_exception(raised(MemoryError())) == "oom"  # by the cause's type: its text is empty
+    assert classify_exception(raised(NonFiniteOutput("nan"))) == "nonfinite"
+    assert classify_exception(raised(ValueError("bad shape"))) == "exception"
+
+
 def test_process_exits_are_classified():
     assert classify_exit(-signal.SIGKILL) == "oom"  # what the out-of-memory killer sends
     assert classify_exit(-signal.SIGSEGV) == classify_exit(-signal.SIGABRT) == classify_exit(3) == "crash"

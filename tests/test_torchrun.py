@@ -51,7 +51,8 @@ def test_two_process_cases_train_measure_and_fail_cleanly(write_suite, tmp_path)
     assert inference["acc_train_steps"] == 64 // (4 * 2)  # every step takes 8 images over the 2 processes
     assert inference["acc_images"] == 40
     failed = frame.loc["fault_raise b4 8px cpu fp32 world=2"]
-    assert failed["error"].startswith("process 0 of 2: RuntimeError: fault_raise")
+    assert failed["error"].startswith("process 0 of 2: CountError: RuntimeError: fault_raise: this model raises on "
+                                      "purpose (in module _Fault)")
 
 
 def test_a_timed_out_group_leaves_no_process_behind(write_suite, tmp_path):

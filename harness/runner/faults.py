@@ -38,9 +38,14 @@ REPLACE_WORKER_AFTER: frozenset[str] = frozenset({"illegal_memory_access"})
 
 
 def classify_exception(exc: BaseException) -> str:
-    """Return the failure class of an exception a case raised (see the module doc; ``exception`` by default)."""
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    text = str(exc)
+    """Return the failure class of an exception a case raised (see the module doc; ``exception`` by default),
+    judged with the exceptions it was raised from (a count that stopped on an out-of-memory error is an ``oom``)."""
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__
+    names = {cls.__name__ for link in chain for cls in type(link).__mro__}
+    text = "\n".join(str(link) for link in chain)
     for failure_class, type_names, pattern in EXCEPTION_RULES:
         if names & type_names or (pattern is not None and pattern.search(text)):
             return failure_class
