@@ -300,3 +300,20 @@ def test_a_compacted_files_footer_is_read_once_to_list_and_screen_it(tmp_path, m
     monkeypatch.setattr(pq, "read_metadata", lambda path, *a, **k: reads.append(str(path)) or real(path, *a, **k))
     kept, _skipped = screen_files(list(store.part_files()))
     assert [path for path, _schema in kept] == [compacted] and reads == [str(compacted)]
+
+
+def test_footers_of_one_schema_share_it_and_a_compacted_files_sources_stay_its_own(tmp_path):
+    from harness.compaction import compact_run
+    from harness.store import compacted_sources, footer_schema
+
+    store = ResultStore(tmp_path)
+    for run in ("a", "b"):
+        for batch in (1, 2):
+            store.append(make_record(Case("resnet18", batch=batch), run_id=run), COLUMNS)
+    parts = sorted(store.run_dir("demo", "b").glob("*.parquet"))
+    assert footer_schema(parts[0]) is footer_schema(parts[1])  # one schema object for files written alike
+    store.write_manifest("demo", "a", {"suite": "demo", "run_id": "a", "finished_utc": "2026-12-06T00:00:00Z"})
+    held = {p.name for p in store.run_dir("demo", "a").glob("*.parquet")}
+    compacted = compact_run(store.run_dir("demo", "a")).path
+    assert compacted_sources(compacted) == held and compacted_sources(parts[0]) == set()
+    assert footer_schema(compacted).equals(pq.read_schema(compacted), check_metadata=True)
