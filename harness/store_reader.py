@@ -69,7 +69,7 @@ def read_located(list_files: Callable[[], list[Path]], *, columns: Collection[st
         for item in skipped:
             warnings.warn(item.warning(), stacklevel=2)
         if not kept:
-            return LocatedRecords(pd.DataFrame(columns=[*BASE_COLUMNS, *LOCATION]), [], frozenset())
+            return _no_records()
         wanted = _Wanted(columns, frozenset(unread), frozenset(keep))
         try:
             return _read_datasets(kept, wanted)
@@ -190,8 +190,13 @@ def _read_files(files: list[tuple[Path, pa.Schema]], wanted: _Wanted) -> Located
         tables.append(table)
         kept.append((path, schema))
     if not tables:
-        return LocatedRecords(pd.DataFrame(columns=[*BASE_COLUMNS, *LOCATION]), [], frozenset())
+        return _no_records()
     return LocatedRecords(_frame(tables, parts, rows), [path for path, _schema in kept], _all_columns(kept))
+
+
+def _no_records() -> LocatedRecords:
+    """Return what a store without a readable record file holds: no row, the base columns."""
+    return LocatedRecords(pd.DataFrame(columns=[*BASE_COLUMNS, *LOCATION]), [], frozenset())
 
 
 def _all_columns(files: list[tuple[Path, pa.Schema]]) -> frozenset[str]:

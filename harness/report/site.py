@@ -11,9 +11,9 @@ Layout of the output folder::
                              the button that shows a table's collapsed columns
 
 Nothing is fetched from the network: the pages link only to each other and to ``assets/``, and plots are
-inline SVG, so the folder works from ``file://``. The store's part files are read together (a pyarrow dataset),
-without the few columns no page shows; the latency samples (the largest column) are read only for the records
-a distribution plot shows, from the row groups holding them.
+inline SVG, so the folder works from ``file://``. The store is read once (:mod:`harness.store_reader`), without
+the few columns no page shows and those no record fills; the latency samples (the largest column) are read only for
+the records a distribution plot shows, from the row groups holding them.
 """
 
 from __future__ import annotations
