@@ -12,6 +12,7 @@ from torch import nn
 from harness.case import Case
 from harness.errors import HarnessError, SkipCase
 from harness.zoo.registry import create_model
+from harness.zoo.slowdown import inject_slowdown
 
 TORCH_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -87,7 +88,8 @@ def build_model(case: Case) -> nn.Module:
     the compression (``case.compress``: :func:`harness.zoo.compress.compress_model`, its info kept in the
     returned model's attribute ``harness_compress_info``), int8 quantization (calibrated on real images) or
     conversion to the case's device and dtype (or an autocast wrapper), channels_last, then torch.compile. Raises
-    SkipCase for combinations this machine or backend cannot run.
+    SkipCase for combinations this machine or backend cannot run. Last, a slowdown ``HARNESS_INJECT_SLOWDOWN`` asks
+    for is wrapped around it (:mod:`harness.zoo.slowdown`: calibration only, unset in normal use).
     """
     from harness.seeding import seed_everything
 
@@ -119,6 +121,7 @@ def build_model(case: Case) -> nn.Module:
         model = model.to(memory_format=torch.channels_last)
     if case.compile != "none":
         model = torch.compile(model, mode=case.compile)
+    model = inject_slowdown(model, case.model)
     if info is not None:
         setattr(model, INFO_ATTRIBUTE, info)
     return model
