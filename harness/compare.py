@@ -35,6 +35,12 @@ The confidence interval is a percentile bootstrap of the ratio of medians, ``med
 median(baseline*) - 1`` over ``BOOTSTRAP_RESAMPLES`` (2000) resamples of each side, drawn from a numpy
 generator seeded with ``seed`` (default 0): the same samples always give the same verdict.
 
+Judged by the history (``compare(..., history=...)``, ``harness compare --history N``). A case whose series over
+the last N runs holds enough usable nights takes its latency verdict from :mod:`harness.history` (a change point or
+a one-night excursion against the series' own noise) instead of the two runs' samples, which cannot see the drift
+between runs; its reason says what the two runs alone would have said. A busy (contended) night is left out of the
+series, so tonight contended stays ``too noisy``; a night flagged noisy for its spread alone is judged.
+
 Other metrics have no samples and are compared by value, listed per case in the ``metrics`` column:
 deterministic counts (``COUNT_METRICS``: params, macs, flops, ...) and accuracy (``VALUE_METRICS``) are
 ``changed`` or ``unchanged``; throughput is batch ÷ median latency and follows the latency verdict.
@@ -64,7 +70,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -73,6 +79,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.history import HistoryJudgement, Night
 from harness.run_index import run_ids
 from harness.seed_stats import Judgement, judge, seed_groups
 from harness.stats import row_medians
@@ -117,10 +124,11 @@ MIN_SEEDS = 2
 #: baseline) / baseline of the medians (0.1 = 10% slower); ``ci_low``/``ci_high``: its 95% bootstrap
 #: interval; ``p_value``: two-sided Mann-Whitney U; ``n_*``: raw samples per side; ``metrics``: the other
 #: metrics compared, a list of {metric, baseline, candidate, delta_rel, verdict, note, p_value} (``p_value``:
-#: the t-test's over a seed group, else None).
+#: the t-test's over a seed group, else None); ``history``: when judged by the history of nights, the judgement's
+#: ``HistoryJudgement.as_dict()`` (levels, change point, nights), else None.
 COLUMNS: tuple[str, ...] = ("suite", "case_id", "label", "verdict", "reason", "baseline_ms", "candidate_ms",
                             "delta_rel", "ci_low", "ci_high", "p_value", "n_baseline", "n_candidate",
-                            "baseline_run_id", "candidate_run_id", "metrics")
+                            "baseline_run_id", "candidate_run_id", "metrics", "history")
 
 #: Column of a published-baseline frame: per metric, its source, convention and comparability (JSON).
 PUBLISHED_NOTES = "published_notes"
@@ -279,23 +287,31 @@ def judge_latency(baseline: Sequence[float], candidate: Sequence[float], alpha: 
     if math.isnan(p):  # every sample equal on both sides
         p = 1.0
     low, high = ratio_ci(b, c, seed=seed)
-    stats = {**medians, "ci_low": low, "ci_high": high, "p_value": p, **sizes}
+    verdict, why = decide(delta, low, high, p, alpha, min_effect, test="Mann-Whitney", what="median")
+    return LatencyJudgement(verdict, why, **medians, ci_low=low, ci_high=high, p_value=p, **sizes)
+
+
+def decide(delta: float, low: float, high: float, p: float, alpha: float, min_effect: float, *, test: str,
+           what: str) -> tuple[str, str]:
+    """Return the verdict and its reason for a relative change ``delta`` (0.1 = 10% slower) of ``what`` with the
+    95% interval [``low``, ``high``] and the p-value ``p`` of ``test``, by the module's rule: regressed or improved
+    when significant at ``alpha`` and at least ``min_effect``; unchanged when the interval lies within
+    ±``min_effect``; else inconclusive."""
     change = f"{_pct(delta)} (95% CI {_pct(low)} to {_pct(high)})"
     limit = f"±{min_effect * 100:g}%"
     significant = p < alpha
-    test = f"Mann-Whitney p = {_p(p)} {'<' if significant else '≥'} {alpha:g}"
+    tested = f"{test} p = {_p(p)} {'<' if significant else '≥'} {alpha:g}"
     if significant and delta >= min_effect:
-        return LatencyJudgement(REGRESSED, f"slower: median {change}, {test}", **stats)
+        return REGRESSED, f"slower: {what} {change}, {tested}"
     if significant and delta <= -min_effect:
-        return LatencyJudgement(IMPROVED, f"faster: median {change}, {test}", **stats)
+        return IMPROVED, f"faster: {what} {change}, {tested}"
     if -min_effect <= low and high <= min_effect:
-        what = "significant, but" if significant else "no significant difference, and"
-        return LatencyJudgement(UNCHANGED, f"{what} the change {change} lies within {limit} ({test})", **stats)
+        kind = "significant, but" if significant else "no significant difference, and"
+        return UNCHANGED, f"{kind} the change {change} lies within {limit} ({tested})"
     if significant:
-        why = f"significant ({test}) but the change {change} is neither surely below nor at least {limit}"
-    else:
-        why = f"not significant ({test}) but the change {change} reaches beyond {limit}: too noisy to tell"
-    return LatencyJudgement(INCONCLUSIVE, why, **stats)
+        return INCONCLUSIVE, (f"significant ({tested}) but the change {change} is neither surely below nor at least "
+                              f"{limit}")
+    return INCONCLUSIVE, f"not significant ({tested}) but the change {change} reaches beyond {limit}: too noisy to tell"
 
 
 # ------------------------------------------------------------------------------------------- comparing
@@ -479,9 +495,30 @@ def _missing(record: pd.Series | None, side: str) -> str:
     return f"no ok record in the {side} (latest: {record.get('status')}{detail})"
 
 
+#: What the history says of a case: its judgement, or its nights when too few to judge (see harness.history).
+History = Mapping[tuple[str, str], "HistoryJudgement | list[Night]"]
+
+
+def _by_history(pairwise: LatencyJudgement, history: HistoryJudgement | list[Night] | None) -> LatencyJudgement:
+    """Return the latency judgement the history gives (the two-run one when it has none), saying what the two runs
+    alone would have said."""
+    if isinstance(history, HistoryJudgement):
+        nights = len(history.used)
+        return replace(pairwise, verdict=history.verdict, baseline_ms=history.level_before_ms,
+                       delta_rel=history.delta_rel, ci_low=None, ci_high=None, p_value=None,
+                       reason=f"history of {nights} nights: {history.reason} (the previous run alone: "
+                       f"{pairwise.verdict})")
+    if history is not None:
+        usable = sum(1 for night in history if not night.left_out) - 1
+        return replace(pairwise, reason=f"{pairwise.reason}; history too short to judge ({max(usable, 0)} usable "
+                       "night(s) before this one): judged against the previous run alone")
+    return pairwise
+
+
 def _compare_case(base: pd.Series, cand: pd.Series, published: bool, alpha: float, min_effect: float,
                   env_keys: Sequence[str], seed: int,
-                  seeded: dict[str, tuple[dict[int, float], dict[int, float]]] | None = None) -> dict[str, Any]:
+                  seeded: dict[str, tuple[dict[int, float], dict[int, float]]] | None = None,
+                  history: HistoryJudgement | list[Night] | None = None) -> dict[str, Any]:
     metrics = _other_metrics(base, cand, published, seeded, alpha)
     base_samples, cand_samples = _samples(base), _samples(cand)
     base_ms, cand_ms = _median(base, base_samples), _median(cand, cand_samples)
@@ -494,7 +531,7 @@ def _compare_case(base: pd.Series, cand: pd.Series, published: bool, alpha: floa
         sources = sorted({m["note"] for m in metrics if m["note"]})
         reason = ("published values, no samples to test: " + (", ".join(shown) or "nothing measured in common")
                   + (f" ({' | '.join(sources)})" if sources else ""))
-        return {**asdict(judgement), "reason": reason, "metrics": metrics}
+        return {**asdict(judgement), "reason": reason, "metrics": metrics, "history": None}
     has_latency = [base_ms is not None, cand_ms is not None]
     if all(has_latency):
         reasons = _incomparable(base, cand, env_keys)
@@ -514,6 +551,7 @@ def _compare_case(base: pd.Series, cand: pd.Series, published: bool, alpha: floa
                                 delta_rel=_relative(base_ms, cand_ms),
                                 n_baseline=0 if base_samples is None else int(base_samples.size),
                                 n_candidate=0 if cand_samples is None else int(cand_samples.size))
+        judgement = _by_history(judgement, history)
     elif any(has_latency):
         side = "baseline" if has_latency[0] else "candidate"
         judgement = LatencyJudgement(NOT_COMPARABLE, f"latency measured in the {side} only")
@@ -537,11 +575,12 @@ def _compare_case(base: pd.Series, cand: pd.Series, published: bool, alpha: floa
         judgement = replace(judgement, verdict=promoted, reason=f"latency unchanged ({judgement.reason})")
     changed_text = [_metric_text(m) for m in metrics if m["verdict"] in (REGRESSED, IMPROVED, CHANGED)]
     reason = judgement.reason + (f"; {', '.join(changed_text)}" if changed_text else "")
-    return {**asdict(judgement), "reason": reason, "metrics": metrics}
+    shown = history.as_dict() if isinstance(history, HistoryJudgement) and has_latency == [True, True] else None
+    return {**asdict(judgement), "reason": reason, "metrics": metrics, "history": shown}
 
 
 def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, alpha: float = ALPHA, min_effect: float = MIN_EFFECT,
-            *, env_keys: Sequence[str] = ENV_KEYS, seed: int = SEED) -> pd.DataFrame:
+            *, env_keys: Sequence[str] = ENV_KEYS, seed: int = SEED, history: History | None = None) -> pd.DataFrame:
     """Compare ``candidate`` against ``baseline`` records; return one row per case (``COLUMNS``).
 
     Cases are paired by (suite, case_id), the latest ok record of each side. ``alpha``: significance level
@@ -549,8 +588,10 @@ def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, alpha: float = ALPH
     of the median latency that counts as a regression or improvement (0.05 = 5%); ``env_keys``: environment
     columns that must agree for timings to be comparable. A baseline from ``published_side`` gives
     ``reference`` verdicts. The accuracy columns of a case run at ≥ 2 seeds on both sides are judged over its
-    seed group by a t-test at ``alpha`` (see the module docstring). Rows are ordered by verdict (``VERDICTS``),
-    then suite and label; the options are kept in ``.attrs``.
+    seed group by a t-test at ``alpha`` (see the module docstring). ``history`` (from
+    :func:`harness.history.judge_history`): a case it judges takes its latency verdict from the history of nights
+    instead of the two runs (a case it holds too few nights of keeps the two-run verdict, and says so). Rows are
+    ordered by verdict (``VERDICTS``), then suite and label; the options are kept in ``.attrs``.
     """
     if not 0 < alpha < 1:
         raise HarnessError(f"alpha must lie between 0 and 1, got {alpha}")
@@ -575,18 +616,20 @@ def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, alpha: float = ALPH
             reason = _missing(base, "baseline") if not base_ok else _missing(cand, "candidate")
             if published and not base_ok:
                 reason = "no published value for this case"
-            rows.append(row | asdict(LatencyJudgement(verdict, reason)) | {"metrics": []})
+            rows.append(row | asdict(LatencyJudgement(verdict, reason)) | {"metrics": [], "history": None})
             continue
         base_group, cand_group = base_seeds.get(_group_key(base), {}), cand_seeds.get(_group_key(cand), {})
         seeded = {metric: (base_group[metric], cand_group[metric]) for metric in VALUE_METRICS
                   if metric in base_group and metric in cand_group}
-        rows.append(row | _compare_case(base, cand, published, alpha, min_effect, env_keys, seed, seeded))
+        rows.append(row | _compare_case(base, cand, published, alpha, min_effect, env_keys, seed, seeded,
+                                        (history or {}).get(key)))
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     if not frame.empty:
         order = frame["verdict"].map(VERDICTS.index)
         frame = frame.assign(_order=order).sort_values(["_order", "suite", "label"], kind="stable")
         frame = frame.drop(columns="_order").reset_index(drop=True)
-    frame.attrs = {"alpha": alpha, "min_effect": min_effect, "env_keys": list(env_keys), "published": published}
+    frame.attrs = {"alpha": alpha, "min_effect": min_effect, "env_keys": list(env_keys), "published": published,
+                   "history": history is not None}
     return frame
 
 

@@ -39,14 +39,21 @@ and give each case a verdict from the raw latency samples (ms per batch, lower i
   reference       against `published`: Δ = (measured − published) / published, nothing tested
 
 Both a test and a minimum effect: a fixed percentage alone flags noise, a test alone flags changes too
-small to matter. Exit status: 1 when a case (or one of its metrics) has a verdict named by --fail-on,
-2 for bad input, else 0.""",
+small to matter. Between two runs on a shared machine the medians drift by more than either run's samples
+spread, so a nightly gate should judge by the history: with --history N each case's latency is judged
+against its series over the last N runs of --results (a change point held two nights, or a one-night
+excursion beyond 5 σ of the series' own noise, and at least --min-effect; see harness.history); a case
+with fewer than 6 usable nights keeps the two-run verdict.
+
+Exit status: 1 when a case (or one of its metrics) has a verdict named by --fail-on, 2 for bad input,
+else 0.""",
         epilog="""\
 examples:
   harness compare results-main results-pr --fail-on regressed
   harness compare 20261123T183208Z-cbb836 20261124T090000Z-1a2b3c --html reports/regressions.html
   harness compare published 20261124T090000Z-1a2b3c     measured against the suites' published values
-  harness compare latest~1 latest --suite nightly --fail-on regressed --no-baseline-ok   tonight against last night""",
+  harness compare latest~1 latest --suite nightly --fail-on regressed --no-baseline-ok   tonight against last night
+  harness compare latest~1 latest --suite nightly --history 30 --fail-on regressed   tonight against 30 nights""",
     )
     parser.add_argument("baseline", metavar="BASELINE",
                         help="a results directory, a run id in --results (a unique prefix will do), latest~N (the Nth "
@@ -63,6 +70,10 @@ examples:
                         help="before failing, measure the cases with a --fail-on verdict, and those too noisy to "
                         "judge, again (from SUITE, into the candidate's run) and judge them on the new records: a "
                         "regression must show twice")
+    parser.add_argument("--history", type=int, nargs="?", const=30, metavar="N",
+                        help="judge each case's latency against its series over the last N runs of the candidate's "
+                        "suite in --results (N: 30 when omitted), not against the baseline run alone; the candidate "
+                        "must be a run (an id or latest)")
     parser.add_argument("--alpha", type=float, default=0.01,
                         help="significance level of the Mann-Whitney U test (default: %(default)s)")
     parser.add_argument("--min-effect", type=float, default=0.05, metavar="FRACTION",
@@ -115,6 +126,8 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     if ignored - set(ENV_KEYS):
         return usage(f"--ignore-env: unknown key(s) {', '.join(sorted(ignored - set(ENV_KEYS)))}; "
                      f"known: {', '.join(ENV_KEYS)}")
+    if args.history is not None and args.history < 2:
+        return usage(f"--history N needs N ≥ 2 runs, got {args.history}")
     if args.candidate == PUBLISHED:
         return usage("'published' can only be the baseline (the published values of the candidate's cases)")
     if not_a_directory(args.results):
@@ -130,7 +143,11 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     except HarnessError as exc:
         return usage(str(exc))
     env_keys = [k for k in ENV_KEYS if k not in ignored]
-    comparison = compare(baseline, candidate, args.alpha, args.min_effect, env_keys=env_keys)
+    try:
+        history = _history(args, candidate, env_keys)
+    except HarnessError as exc:
+        return usage(str(exc))
+    comparison = compare(baseline, candidate, args.alpha, args.min_effect, env_keys=env_keys, history=history)
     second_look = [*fail_on, TOO_NOISY]
     if args.confirm and fail_on and len(cases_with(comparison, second_look)):
         try:
@@ -138,7 +155,8 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
         except HarnessError as exc:
             return usage(str(exc))
         first = len(cases_with(comparison, second_look))
-        comparison = compare(baseline, candidate, args.alpha, args.min_effect, env_keys=env_keys)
+        history = _history(args, candidate, env_keys)
+        comparison = compare(baseline, candidate, args.alpha, args.min_effect, env_keys=env_keys, history=history)
         err.print(f"confirm: {first} case(s) flagged or too noisy and measured again; "
                   f"{len(cases_with(comparison, fail_on))} still with a verdict in --fail-on, "
                   f"{len(cases_with(comparison, [TOO_NOISY]))} still too noisy", highlight=False, soft_wrap=True)
@@ -187,6 +205,21 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
                   highlight=False, soft_wrap=True)
         return EXIT_FAILED_CASES
     return EXIT_OK
+
+
+def _history(args: argparse.Namespace, candidate: Any, env_keys: list[str]) -> Any:
+    """Return the history judgements of the candidate's cases (``harness.history.judge_history``) when --history is
+    given, else None. Raises HarnessError when the candidate is not one run of --results."""
+    from harness.errors import HarnessError
+    from harness.history import judge_history, read_history
+
+    if args.history is None:
+        return None
+    runs = sorted(set(candidate["run_id"].dropna()))
+    if len(runs) != 1:
+        raise HarnessError(f"--history judges one run against the runs before it: the candidate holds {len(runs)}")
+    chosen, records = read_history(args.results, args.suite, runs[0], args.history)
+    return judge_history(records, chosen, env_keys, args.min_effect)
 
 
 def _remeasure(args: argparse.Namespace, flagged: Any, candidate: Any, err: Console) -> Any:

@@ -8,8 +8,9 @@ from typing import Any
 
 import pandas as pd
 
-from harness.compare import ALPHA, MIN_EFFECT, VERDICTS, comparison_records, verdict_counts
+from harness.compare import ALPHA, IMPROVED, MIN_EFFECT, REGRESSED, VERDICTS, comparison_records, verdict_counts
 from harness.report import template_environment
+from harness.report.series_plot import series_plot
 from harness.store import write_text_atomically
 
 #: Order of the page's sections: what needs attention first (regressed, improved, ..., unchanged last).
@@ -36,9 +37,29 @@ def _metric_value(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
 
 
+#: Verdicts whose cases judged by the history get a plot of it.
+PLOTTED: tuple[str, ...] = (REGRESSED, IMPROVED)
+
+
+def _history_caption(history: dict[str, Any]) -> str:
+    """Return what a history plot shows in words: the rule, the levels, where the change starts, the commits."""
+    nights = history["nights"]
+    before, after = history["level_before_ms"], history["level_after_ms"]
+    text = (f"{before:.4g} → {after:.4g} ms ({_percent(history['delta_rel'])}%), "
+            f"noise σ {history['noise_rel'] * 100:.1f}%")
+    if history["change_at"] is None:
+        return f"One-night excursion: tonight against the recent level, {text}."
+    at = nights[history["change_at"]]["run_id"]
+    old, new = history["commit_before"][:12], history["commit_after"][:12]
+    commits = f"; commits {old or '?'}..{new or '?'}" if old or new else ""
+    return f"Change point at run {at}: level {text}{commits}."
+
+
 def _rows(comparison: pd.DataFrame) -> list[dict[str, Any]]:
     rows = []
-    for record in comparison_records(comparison):
+    for index, record in enumerate(comparison_records(comparison)):
+        history = record.get("history")
+        plotted = history is not None and record["verdict"] in PLOTTED
         ci = "" if record["ci_low"] is None else f"{_percent(record['ci_low'])} to {_percent(record['ci_high'])}"
         others = [f"{m['metric']}: {_metric_value(m['baseline'])} → {_metric_value(m['candidate'])}"
                   + (f" ({_percent(m['delta_rel'])}%)" if m["delta_rel"] is not None else "")
@@ -53,6 +74,8 @@ def _rows(comparison: pd.DataFrame) -> list[dict[str, Any]]:
             "n": f"{record['n_baseline']} / {record['n_candidate']}" if record["n_baseline"] or record["n_candidate"]
             else "",
             "others": others,
+            "plot": series_plot(f"history-{index}", record["label"], history) if plotted else None,
+            "caption": _history_caption(history) if plotted else "",
         })
     return rows
 
@@ -80,6 +103,7 @@ def render_regressions(comparison: pd.DataFrame, out_file: str | Path, baseline_
         min_effect=f"{min_effect * 100:g}",
         env_keys=", ".join(comparison.attrs.get("env_keys", [])),
         published=bool(comparison.attrs.get("published", False)),
+        history=bool(comparison.attrs.get("history", False)),
         rendered_utc=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
     return write_text_atomically(out_file, html)
