@@ -23,7 +23,7 @@ from harness.terminal import markup_text
 
 #: The sub-commands' modules, in the order of ``harness --help``.
 COMMANDS: tuple[str, ...] = ("run", "compact", "validate", "report", "listing", "export", "profile", "bench",
-                             "compare", "coco_eval", "env")
+                             "compare", "ab", "coco_eval", "env")
 
 DESCRIPTION = """\
 Benchmark deep-learning architectures from declarative YAML suites.
@@ -41,6 +41,7 @@ examples:
   harness report                           render reports/index.html from results/
   harness export --format markdown         the latest results as Markdown tables (also csv, json, pytest-benchmark)
   harness compare RUN_A RUN_B              latency regressions of run B against run A, a verdict per case
+  harness ab SUITE --candidate-env CMD     SUITE timed alternately in this and another environment (an upgrade)
   harness validate suites/*.yaml           check suites without running anything
   harness list models 'resnet*'            models the zoo and timm can build
   harness profile resnet50 --by op         params, MACs, FLOPs, memory access cost per op

@@ -40,6 +40,16 @@ def load_suites(paths: Sequence[str], err: Console, *, check_all_names: bool = F
     return None if bad else suites
 
 
+def keep_cases(suites: Sequence[Any], ids: str) -> tuple[list[Any], set[str]]:
+    """Return ``suites`` holding only the cases whose case_id is among comma-separated ``ids``, and the ids no suite
+    holds."""
+    import dataclasses
+
+    wanted = set(ids.replace(" ", "").split(","))
+    kept = [dataclasses.replace(s, cases=tuple(c for c in s.cases if c.case_id in wanted)) for s in suites]
+    return kept, wanted - {c.case_id for s in kept for c in s.cases}
+
+
 def not_a_directory(results: str) -> str:
     """Return the error for a ``--results`` path that exists but is not a directory ('' when it is none such)."""
     if Path(results).exists() and not Path(results).is_dir():

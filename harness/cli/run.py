@@ -16,6 +16,7 @@ from harness.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     add_results_argument,
+    keep_cases,
     load_suites,
 )
 from harness.machine_load import CONTENDED_SHARE, WindowLoad, cpu_sample, window_load
@@ -104,9 +105,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
         if args.timeout:
             suites = [dataclasses.replace(s, timeout_s=args.timeout, timeouts=()) for s in suites]
         if args.cases:
-            wanted = set(args.cases.replace(" ", "").split(","))
-            suites = [dataclasses.replace(s, cases=tuple(c for c in s.cases if c.case_id in wanted)) for s in suites]
-            unknown = wanted - {c.case_id for s in suites for c in s.cases}
+            suites, unknown = keep_cases(suites, args.cases)
             if unknown:
                 err.print(f"[red]error:[/] --cases: no case {markup_text(', '.join(sorted(unknown)))} in the suite(s)",
                           highlight=False, soft_wrap=True)
