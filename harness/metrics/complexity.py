@@ -2,8 +2,9 @@
 
 How it counts
 -------------
-The model's forward runs on meta tensors (shapes and dtypes, no data: torch's C++ shape functions
-run, nothing is computed) and every ATen op that executes is seen by a
+The model's forward runs on meta tensors (shapes and dtypes, no data: torch's shape functions
+run, nothing is computed; each op's once per argument metadata, its outputs' metadata replayed after that:
+:mod:`harness.metrics.meta_cache`) and every ATen op that executes is seen by a
 :class:`~torch.utils._python_dispatch.TorchDispatchMode`, which looks the op up in :data:`FORMULAS`
 (one formula per op, registered with :func:`~harness.metrics.formulas.register_formula` in
 :mod:`harness.metrics.formulas`) or in :data:`ZERO_COST`. The caller's
@@ -74,6 +75,7 @@ from torch.utils.module_tracker import ModuleTracker
 from harness.case import Case
 from harness.metrics import complexity_quantized  # noqa: F401  (registers the int8 ops' formulas)
 from harness.metrics.formulas import FORMULAS, METADATA_OPS, ZERO_COST, OpCall, OpCost
+from harness.metrics.meta_cache import MetaCache
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +177,8 @@ class _Tally:
     calls: Counter[str] = field(default_factory=Counter)
     uncounted: Counter[str] = field(default_factory=Counter)
     last_op: str = ""
+    #: on meta tensors: the outputs replayed by op and argument metadata (None: every op runs)
+    meta_cache: MetaCache | None = None
 
     def where(self) -> str:
         """Return where the count is: the innermost module entered and the last op dispatched."""
@@ -225,12 +229,15 @@ class _CountingMode(TorchDispatchMode):
             return func(*args, **kwargs)
         packet = func.overloadpacket
         self.tally.last_op = str(packet)
+        cache = self.tally.meta_cache
+        if cache is not None and packet is aten._safe_softmax:
+            raise RuntimeError(SDPA_ON_META)  # stop at once: the count is taken again on fake tensors
         if packet not in FORMULAS and packet not in ZERO_COST:
             with self:
                 decomposed = func.decompose(*args, **kwargs)
             if decomposed is not NotImplemented:
                 return decomposed
-        out = func(*args, **kwargs)
+        out = func(*args, **kwargs) if cache is None else cache.call(func, args, kwargs)
         self.tally.record(func, args, kwargs, out)
         return out
 
@@ -336,12 +343,19 @@ def _to_meta(tensor: torch.Tensor) -> torch.Tensor:
                                requires_grad=tensor.requires_grad)
 
 
-def _count_meta(model: nn.Module, inputs: Any, dtype_bytes: int, training: bool) -> ComplexityCount:
+#: Why a count on meta tensors stops at the first ``_safe_softmax``.
+SDPA_ON_META = ("scaled_dot_product_attention runs its math backend on meta tensors (q·kᵀ, _safe_softmax, ·v, the "
+                "scores written out), not the device's fused kernel")
+
+
+def _count_meta(model: nn.Module, inputs: Any, dtype_bytes: int, training: bool,
+                replay: bool = True) -> ComplexityCount:
     """Count on meta tensors: parameters, buffers and inputs replaced by meta tensors, whose ops run
-    torch's C++ shape functions (several times faster than fake tensors). Raises when the model mixes
-    in tensors of a real device (a constant made on the CPU in forward, say), or when it would take other
-    kernels on meta tensors than on its device (nn.MultiheadAttention's fast path, the fused kernels of
-    scaled_dot_product_attention); the caller falls back."""
+    torch's shape functions (several times faster than fake tensors), each once per argument metadata when
+    ``replay`` (:mod:`harness.metrics.meta_cache`). Raises when the model mixes in tensors of a real device (a
+    constant made on the CPU in forward, say), or when it would take other kernels on meta tensors than on its
+    device (nn.MultiheadAttention's fast path, the fused kernels of scaled_dot_product_attention: stopped at its
+    first ``_safe_softmax``); the caller falls back."""
     if not training and any(isinstance(module, nn.MultiheadAttention) for module in model.modules()):
         raise RuntimeError("nn.MultiheadAttention takes its fused fast path (and nn.TransformerEncoderLayer its "
                            "own) in eval mode on cpu and cuda tensors, not on meta tensors")
@@ -349,11 +363,8 @@ def _count_meta(model: nn.Module, inputs: Any, dtype_bytes: int, training: bool)
         state = {name: _to_meta(t) for name, t in [*model.named_parameters(), *model.named_buffers()]}
     meta_inputs = tree_map_only(torch.Tensor, _to_meta, inputs)
     with _module_modes(model, training), _tensor_attributes_kept(model), ModuleTracker() as tracker:
-        tally = _Tally(dtype_bytes, tracker)
+        tally = _Tally(dtype_bytes, tracker, meta_cache=MetaCache() if replay else None)
         _run(model, state, meta_inputs, tally, training)
-    if "aten._safe_softmax" in tally.calls:
-        raise RuntimeError("scaled_dot_product_attention runs its math backend on meta tensors (q·kᵀ, "
-                           "_safe_softmax, ·v, the scores written out), not the device's fused kernel")
     return tally.result("meta")
 
 
