@@ -61,20 +61,25 @@ def test_fake_count_equals_real_count(name: str) -> None:
     assert totals(count(*timm_model(name), method="fake")) == totals(real_count(name))
 
 
-@pytest.mark.parametrize(("name", "method"), [("vit_tiny_patch16_224", "fake"),
+@pytest.mark.parametrize(("name", "method"), [("vit_tiny_patch16_224", "meta"),
                                               ("swin_tiny_patch4_window7_224", "meta"),
                                               ("convnext_atto", "meta")])
 def test_default_count_equals_real_count(name: str, method: str) -> None:
-    """Swin (attention written out as matmuls and softmax) and ConvNeXt are counted on meta tensors; the ViT,
-    whose attention is scaled_dot_product_attention, on fake tensors, with the same counts as on real ones."""
+    """Swin (attention written out as matmuls and softmax), ConvNeXt and the ViT (scaled_dot_product_attention, given
+    the CPU's fused kernel on meta tensors as the CPU would choose it) are counted on meta tensors, with the same
+    counts as on real ones."""
     result = count(*timm_model(name))
     assert result.method == method
     assert totals(result) == totals(real_count(name))
 
 
-def test_meta_count_refuses_the_math_attention_backend() -> None:
+def test_meta_count_refuses_the_math_attention_backend_off_the_cpu() -> None:
+    """A model not on the CPU (here on meta tensors itself: no device to ask) would take a fused kernel its meta
+    tensors do not: the meta count stops at attention's math backend, and the default count uses fake tensors."""
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False).eval().to("meta")  # not the shared one
+    x = torch.empty(1, 3, 224, 224, device="meta")
     with pytest.raises(RuntimeError, match=r"scaled_dot_product_attention runs its math backend on meta tensors"):
-        count(*timm_model("vit_tiny_patch16_224"), method="meta")
+        count(model, x, method="meta")
 
 
 class Attention(nn.Module):

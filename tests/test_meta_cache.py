@@ -125,7 +125,11 @@ def _shortcut_calls(op, rng: random.Random):
         shape = rng.choice([(2, 8, 5, 5), (1, 3, 7, 4), (4, 6, 9), (5, 16)])
         dtype = rng.choice([torch.float32, torch.bfloat16, torch.float16, torch.float64])
         x = T(shape, dtype, channels_last=rng.random() < 0.5, transposed=rng.random() < 0.3)
-        if op is aten.native_batch_norm.default:
+        if op is aten.native_layer_norm.default:
+            normalized = list(shape[-rng.choice(range(1, len(shape) + 1)):])
+            affine = (T(tuple(normalized), dtype), T(tuple(normalized), dtype)) if rng.random() < 0.7 else (None, None)
+            yield (x, normalized, *affine, 1e-5)
+        elif op is aten.native_batch_norm.default:
             c, training = shape[1], rng.random() < 0.5
             stats = (T((c,)), T((c,))) if not training or rng.random() < 0.5 else (None, None)
             affine = (T((c,)), T((c,))) if rng.random() < 0.7 else (None, None)
@@ -135,7 +139,7 @@ def _shortcut_calls(op, rng: random.Random):
 
 
 def test_every_shortcut_is_fuzzed():
-    assert set(SHORTCUTS) == {*ACTIVATION_ARGS, aten.native_batch_norm.default}
+    assert set(SHORTCUTS) == {*ACTIVATION_ARGS, aten.native_batch_norm.default, aten.native_layer_norm.default}
 
 
 @pytest.mark.parametrize("op", sorted(SHORTCUTS, key=str), ids=str)
@@ -147,3 +151,17 @@ def test_shortcuts_give_the_ops_own_metadata(op):
         assert _metadata(answered) == _metadata(expected), (op, spec)
         if op in ACTIVATION_ARGS:
             assert answered is args[0]
+
+
+@pytest.mark.parametrize("name", ["deit_tiny_patch16_224", "eva02_tiny_patch14_224"])
+@pytest.mark.parametrize("training", [False, True])
+def test_attention_on_the_cpu_counts_on_meta_as_on_fake_tensors(name, training):
+    from harness.metrics.complexity import _count_fake, count
+
+    model = timm.create_model(name).eval()
+    x = torch.randn(1, 3, 224, 224)
+    meta, fake = _count_meta(model, x, 4, training), _count_fake(model, x, 4, training)
+    assert meta.calls["aten._scaled_dot_product_flash_attention_for_cpu"] == 12
+    assert (meta.total, meta.by_op, meta.by_module, meta.calls, meta.uncounted) == (
+        fake.total, fake.by_op, fake.by_module, fake.calls, fake.uncounted)
+    assert count(model, x).method == "meta"

@@ -10,10 +10,14 @@ run, nothing is computed; each op's once per argument metadata, its outputs' met
 :mod:`harness.metrics.formulas`) or in :data:`ZERO_COST`. The caller's
 parameters and buffers are replaced by meta copies through :func:`torch.func.functional_call`, so the
 model's weights, device and buffers are never touched; train/eval flags are restored afterwards.
+scaled_dot_product_attention of a model on the CPU takes, on meta tensors, the backend the CPU would choose
+(the CPU's ``_fused_sdp_choice`` kernel reads only metadata; its fused kernel has a meta function), so
+transformers count on meta tensors too.
 When a model mixes in tensors of a real device (a constant made on the CPU in forward), or would take
-other kernels on meta tensors than on its device (scaled_dot_product_attention runs its math backend there,
-nn.MultiheadAttention and nn.TransformerEncoderLayer skip their fused fast paths), the count is taken
-again under :class:`~torch._subclasses.fake_tensor.FakeTensorMode` (method ``"fake"``, slower);
+other kernels on meta tensors than on its device (a GPU's fused attention, which meta tensors cannot ask for:
+their math backend is stopped at its first op; nn.MultiheadAttention and nn.TransformerEncoderLayer skip their
+fused fast paths), the count is taken again under :class:`~torch._subclasses.fake_tensor.FakeTensorMode`
+(method ``"fake"``, slower);
 when that raises too (data-dependent ops such as ``nonzero`` and NMS have no fake kernel, so detectors
 fail there), on real tensors, which does compute (method ``"real"``). Ops run by ``torch.compile``d
 graphs and custom kernels are only seen if they dispatch through ATen.
@@ -53,8 +57,10 @@ What is counted (units: counts of operations, bytes)
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import inspect
 import json
 import logging
 from collections import Counter
@@ -68,6 +74,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 from torch._ops import OpOverload
 from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException, FakeTensorMode
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map_only
 from torch.utils.module_tracker import ModuleTracker
@@ -179,6 +186,9 @@ class _Tally:
     last_op: str = ""
     #: on meta tensors: the outputs replayed by op and argument metadata (None: every op runs)
     meta_cache: MetaCache | None = None
+    #: on meta tensors of a model on the CPU: attention takes the backend the CPU would choose (its
+    #: ``_fused_sdp_choice`` kernel asked with the meta tensors), not the math backend meta tensors get
+    cpu_attention: bool = False
 
     def where(self) -> str:
         """Return where the count is: the innermost module entered and the last op dispatched."""
@@ -230,8 +240,8 @@ class _CountingMode(TorchDispatchMode):
         packet = func.overloadpacket
         self.tally.last_op = str(packet)
         cache = self.tally.meta_cache
-        if cache is not None and packet is aten._safe_softmax:
-            raise RuntimeError(SDPA_ON_META)  # stop at once: the count is taken again on fake tensors
+        if cache is not None and packet is aten._safe_softmax and not self.tally.cpu_attention:
+            raise MathAttentionOnMeta(SDPA_ON_META)  # stop at once: counted again (CPU attention, or fake tensors)
         if packet not in FORMULAS and packet not in ZERO_COST:
             with self:
                 decomposed = func.decompose(*args, **kwargs)
@@ -343,6 +353,42 @@ def _to_meta(tensor: torch.Tensor) -> torch.Tensor:
                                requires_grad=tensor.requires_grad)
 
 
+#: The dispatch keys of the CPU's kernels (attention's backend choice asked of the CPU with meta tensors).
+CPU_KEYS = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
+
+class _CpuAttention(TorchFunctionMode):
+    """On meta tensors, ``scaled_dot_product_attention`` takes the fused CPU kernel when the CPU would (its
+    ``_fused_sdp_choice`` kernel, asked with the meta tensors, reads only their metadata), as a model on the CPU
+    does; otherwise it runs as it is (the math backend)."""
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func in SDPA_FUNCTIONS:
+            bound = _SDPA_SIGNATURE.bind(*args, **kwargs)
+            bound.apply_defaults()
+            q, k, v, mask, dropout, causal, scale, gqa = bound.args
+            choice = aten._fused_sdp_choice.default.redispatch(CPU_KEYS, q, k, v, mask, dropout, causal, scale=scale,
+                                                                enable_gqa=gqa)
+            if choice == FLASH_CPU and not gqa:
+                return aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, dropout, causal, attn_mask=mask,
+                                                                        scale=scale)[0]
+        return func(*args, **kwargs)
+
+
+FLASH_CPU = 1  # the value of sdp::SDPBackend::flash_attention
+SDPA_FUNCTIONS = (torch.nn.functional.scaled_dot_product_attention, torch._C._nn.scaled_dot_product_attention)
+_SDPA_SIGNATURE = inspect.Signature([
+    inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default)
+    for name, default in (("query", inspect.Parameter.empty), ("key", inspect.Parameter.empty),
+                          ("value", inspect.Parameter.empty), ("attn_mask", None), ("dropout_p", 0.0),
+                          ("is_causal", False), ("scale", None), ("enable_gqa", False))])
+
+
+class MathAttentionOnMeta(RuntimeError):
+    """scaled_dot_product_attention took its math backend on meta tensors, which the model's device would not."""
+
+
 #: Why a count on meta tensors stops at the first ``_safe_softmax``.
 SDPA_ON_META = ("scaled_dot_product_attention runs its math backend on meta tensors (q·kᵀ, _safe_softmax, ·v, the "
                 "scores written out), not the device's fused kernel")
@@ -354,18 +400,38 @@ def _count_meta(model: nn.Module, inputs: Any, dtype_bytes: int, training: bool,
     torch's shape functions (several times faster than fake tensors), each once per argument metadata when
     ``replay`` (:mod:`harness.metrics.meta_cache`). Raises when the model mixes in tensors of a real device (a
     constant made on the CPU in forward, say), or when it would take other kernels on meta tensors than on its
-    device (nn.MultiheadAttention's fast path, the fused kernels of scaled_dot_product_attention: stopped at its
-    first ``_safe_softmax``); the caller falls back."""
+    device (nn.MultiheadAttention's fast path, the fused kernels of scaled_dot_product_attention on a GPU: stopped
+    at its first ``_safe_softmax``); the caller falls back. A model on the CPU whose count stopped there is counted
+    again with the attention backend the CPU would choose (its ``_fused_sdp_choice`` kernel reads only the tensors'
+    metadata: :class:`_CpuAttention`), so it counts on meta tensors as on fake ones; the first pass goes without that
+    torch-function mode, which costs every torch call of a model without attention ~30%, unless one of the model's
+    modules says it calls that attention (timm's ``fused_attn``)."""
     if not training and any(isinstance(module, nn.MultiheadAttention) for module in model.modules()):
         raise RuntimeError("nn.MultiheadAttention takes its fused fast path (and nn.TransformerEncoderLayer its "
                            "own) in eval mode on cpu and cuda tensors, not on meta tensors")
     with _grad_flags(model, training):
-        state = {name: _to_meta(t) for name, t in [*model.named_parameters(), *model.named_buffers()]}
+        named = [*model.named_parameters(), *model.named_buffers()]
+        state = {name: _to_meta(t) for name, t in named}
+    on_cpu = all(t.device.type == "cpu" for t in [*(t for _, t in named), *tree_flatten(inputs)[0]]
+                 if isinstance(t, torch.Tensor))
     meta_inputs = tree_map_only(torch.Tensor, _to_meta, inputs)
-    with _module_modes(model, training), _tensor_attributes_kept(model), ModuleTracker() as tracker:
-        tally = _Tally(dtype_bytes, tracker, meta_cache=MetaCache() if replay else None)
-        _run(model, state, meta_inputs, tally, training)
-    return tally.result("meta")
+
+    def counted(cpu_attention: bool) -> ComplexityCount:
+        attention = _CpuAttention() if cpu_attention else contextlib.nullcontext()
+        with _module_modes(model, training), _tensor_attributes_kept(model), ModuleTracker() as tracker, attention:
+            tally = _Tally(dtype_bytes, tracker, meta_cache=MetaCache() if replay else None,
+                           cpu_attention=cpu_attention)
+            _run(model, state, meta_inputs, tally, training)
+        return tally.result("meta")
+
+    if on_cpu and any(getattr(module, "fused_attn", False) for module in model.modules()):
+        return counted(cpu_attention=True)  # timm's attention blocks say they call scaled_dot_product_attention
+    try:
+        return counted(cpu_attention=False)  # no torch-function mode: most models call no attention
+    except CountError as exc:
+        if not (on_cpu and isinstance(exc.__cause__, MathAttentionOnMeta)):
+            raise
+    return counted(cpu_attention=True)
 
 
 def _count_real(model: nn.Module, inputs: Any, dtype_bytes: int, training: bool) -> ComplexityCount:

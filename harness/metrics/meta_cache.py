@@ -17,7 +17,7 @@ never replayed. Writing in place to a meta tensor changes nothing but metadata, 
 norm's running statistics) is replayed as returning its argument.
 
 A few ops are answered from their arguments' metadata without running them at all (:data:`SHORTCUTS`: in-place
-activations return their argument; batch norm its input's layout and the per-channel statistics), since even their
+activations return their argument; batch and layer norm their input's shape and their statistics), since even their
 first call runs a Python decomposition on meta tensors.
 ``tests/test_meta_cache.py`` checks the replayed metadata against the op's own on fuzzed shapes, strides, dtypes and
 broadcasts, and that counts with and without the cache are identical.
@@ -111,8 +111,21 @@ def _native_batch_norm(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             torch.empty(channels, dtype=acc, device=x.device))
 
 
+def _native_layer_norm(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """native_layer_norm's outputs: the normalised input (contiguous, whatever the input's layout), and the mean and
+    reciprocal standard deviation over the normalised dimensions (size 1 there), contiguous, in the accumulation
+    dtype (float32 for half precisions)."""
+    x, normalized = args[0], args[1]
+    acc = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    kept = x.dim() - len(normalized)
+    stats = (*x.shape[:kept], *([1] * len(normalized)))
+    return (torch.empty(x.shape, dtype=x.dtype, device=x.device), torch.empty(stats, dtype=acc, device=x.device),
+            torch.empty(stats, dtype=acc, device=x.device))
+
+
 SHORTCUTS.update(dict.fromkeys(IN_PLACE_ACTIVATIONS, _returns_self))
 SHORTCUTS[aten.native_batch_norm.default] = _native_batch_norm
+SHORTCUTS[aten.native_layer_norm.default] = _native_layer_norm
 
 
 @dataclass
