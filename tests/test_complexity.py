@@ -606,3 +606,21 @@ def test_data_dependent_control_flow_is_named_with_the_op_that_stopped_the_fake_
     assert result.method == "real" and result.stopped_at == ("aten._local_scalar_dense",)
     assert result.data_dependent == {"aten._local_scalar_dense": 1}  # the branch read back into Python
     assert "aten.nonzero" not in result.calls  # not taken on this input
+
+
+class _SplitAndCheck(nn.Module):
+    """What the zoo's last uncounted ops come from: Sequencer2d's LSTMs (``unsafe_split``) and Gemma's vision encoder
+    (``torch._assert_async``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch._assert_async(x.new_ones((), dtype=torch.bool))
+        first, second = torch.unsafe_split(x, x.shape[1] // 2, dim=1)
+        return first + second
+
+
+@pytest.mark.parametrize("method", ["meta", "real"])
+def test_checks_and_unsafe_splits_cost_nothing_and_are_covered(method):
+    result = count(_SplitAndCheck(), torch.randn(1, 4, 3, 3), method=method)
+    assert result.coverage == 1.0 and not result.uncounted
+    assert {"aten._assert_async", "aten.unsafe_split"} <= set(result.calls)
+    assert result.total.flops == 18  # the add alone: one per output element

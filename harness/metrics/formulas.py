@@ -140,7 +140,8 @@ def register_formula(*ops: OpOverloadPacket) -> Callable[[Formula], Formula]:
 
 
 #: Ops that move no data and compute nothing: views, aliases, reshapes, allocation without
-#: initialisation, scalar reads. They count as covered with cost 0.
+#: initialisation, scalar reads, checks. They count as covered with cost 0. ``unsafe_split`` is ``split``'s views
+#: without view tracking; ``_assert_async`` checks one boolean element on the device (``torch._assert_async``).
 ZERO_COST: frozenset[OpOverloadPacket] = frozenset(
     {
         aten.view, aten._unsafe_view, aten._reshape_alias, aten.reshape, aten.view_as, aten.t,
@@ -149,7 +150,7 @@ ZERO_COST: frozenset[OpOverloadPacket] = frozenset(
         aten.unbind, aten.chunk, aten.diagonal, aten.unfold, aten.alias, aten.detach, aten.lift_fresh,
         aten.as_strided_, aten.view_as_real, aten.view_as_complex, aten.movedim, aten.flatten, aten.unflatten,
         aten.empty, aten.empty_like, aten.empty_strided, aten.new_empty, aten.new_empty_strided,
-        aten._local_scalar_dense, aten.resize_,
+        aten._local_scalar_dense, aten.resize_, aten.unsafe_split, aten.unsafe_split_with_sizes, aten._assert_async,
     }
 )
 
