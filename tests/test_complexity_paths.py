@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from harness.metrics import complexity
 from harness.metrics.complexity import ComplexityCount, CountError, count
 
 #: timm's smallest variants at small inputs: (name, constructor arguments, input side in pixels).
@@ -73,13 +74,24 @@ def test_default_count_equals_real_count(name: str, method: str) -> None:
     assert totals(result) == totals(real_count(name))
 
 
-def test_meta_count_refuses_the_math_attention_backend_off_the_cpu() -> None:
-    """A model not on the CPU (here on meta tensors itself: no device to ask) would take a fused kernel its meta
-    tensors do not: the meta count stops at attention's math backend, and the default count uses fake tensors."""
-    model = timm.create_model("vit_tiny_patch16_224", pretrained=False).eval().to("meta")  # not the shared one
-    x = torch.empty(1, 3, 224, 224, device="meta")
+def test_meta_count_refuses_the_math_attention_backend_off_the_cpu(monkeypatch) -> None:
+    """A model on a GPU would take a fused kernel its meta tensors cannot ask for: the meta count stops at attention's
+    math backend (the default count then uses fake tensors). No GPU here: the CPU is made to look like another
+    device."""
+    monkeypatch.setattr(complexity, "CPU_LIKE", frozenset())
     with pytest.raises(RuntimeError, match=r"scaled_dot_product_attention runs its math backend on meta tensors"):
-        count(model, x, method="meta")
+        count(*timm_model("vit_tiny_patch16_224"), method="meta")
+
+
+def test_a_model_built_on_the_meta_device_counts_as_on_the_cpu() -> None:
+    """The zoo builds models on the meta device (no weights): their counts are those of the same model on the CPU."""
+    on_cpu = count(*timm_model("vit_tiny_patch16_224"))
+    kwargs, side = TIMM_MODELS["vit_tiny_patch16_224"]
+    with torch.device("meta"):
+        model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **kwargs).eval()
+    on_meta = count(model, torch.empty(1, 3, side, side, device="meta"))
+    assert on_meta.method == on_cpu.method == "meta"
+    assert (on_meta.total, on_meta.by_op, on_meta.calls) == (on_cpu.total, on_cpu.by_op, on_cpu.calls)
 
 
 class Attention(nn.Module):

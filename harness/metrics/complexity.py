@@ -353,6 +353,10 @@ def _to_meta(tensor: torch.Tensor) -> torch.Tensor:
                                requires_grad=tensor.requires_grad)
 
 
+#: Devices whose models count as on the CPU: the CPU, and the meta device (a model built there, without weights, as
+#: the zoo is, counts as the same model built on the CPU).
+CPU_LIKE = frozenset({"cpu", "meta"})
+
 #: The dispatch keys of the CPU's kernels (attention's backend choice asked of the CPU with meta tensors).
 CPU_KEYS = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
 
@@ -401,7 +405,8 @@ def _count_meta(model: nn.Module, inputs: Any, dtype_bytes: int, training: bool,
     ``replay`` (:mod:`harness.metrics.meta_cache`). Raises when the model mixes in tensors of a real device (a
     constant made on the CPU in forward, say), or when it would take other kernels on meta tensors than on its
     device (nn.MultiheadAttention's fast path, the fused kernels of scaled_dot_product_attention on a GPU: stopped
-    at its first ``_safe_softmax``); the caller falls back. A model on the CPU whose count stopped there is counted
+    at its first ``_safe_softmax``); the caller falls back. A model on the CPU (or the meta device) whose count stopped
+    there is counted
     again with the attention backend the CPU would choose (its ``_fused_sdp_choice`` kernel reads only the tensors'
     metadata: :class:`_CpuAttention`), so it counts on meta tensors as on fake ones; the first pass goes without that
     torch-function mode, which costs every torch call of a model without attention ~30%, unless one of the model's
@@ -412,7 +417,7 @@ def _count_meta(model: nn.Module, inputs: Any, dtype_bytes: int, training: bool,
     with _grad_flags(model, training):
         named = [*model.named_parameters(), *model.named_buffers()]
         state = {name: _to_meta(t) for name, t in named}
-    on_cpu = all(t.device.type == "cpu" for t in [*(t for _, t in named), *tree_flatten(inputs)[0]]
+    on_cpu = all(t.device.type in CPU_LIKE for t in [*(t for _, t in named), *tree_flatten(inputs)[0]]
                  if isinstance(t, torch.Tensor))
     meta_inputs = tree_map_only(torch.Tensor, _to_meta, inputs)
 
