@@ -79,7 +79,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.history import HistoryJudgement, Night
+from harness.history import HistoryJudgement, Night, latency_protocol
 from harness.run_index import run_ids
 from harness.seed_stats import Judgement, judge, seed_groups
 from harness.stats import row_medians
@@ -380,14 +380,6 @@ def _median(record: pd.Series, samples: np.ndarray | None) -> float | None:
     return float(np.median(samples)) if samples is not None and samples.size else None
 
 
-def _latency_protocol(record: pd.Series) -> Any:
-    raw = _text(record, "protocol_json") or "{}"
-    try:
-        return json.loads(raw).get("latency")
-    except (ValueError, AttributeError):
-        return raw
-
-
 def _incomparable(base: pd.Series, cand: pd.Series, env_keys: Iterable[str]) -> list[str]:
     """Return why the timings of two records cannot be compared (empty if they can)."""
     reasons = []
@@ -395,7 +387,7 @@ def _incomparable(base: pd.Series, cand: pd.Series, env_keys: Iterable[str]) -> 
         old, new = _text(base, key), _text(cand, key)
         if old != new:
             reasons.append(f"{key} differs: {old or '?'} → {new or '?'}")
-    old_protocol, new_protocol = _latency_protocol(base), _latency_protocol(cand)
+    old_protocol, new_protocol = (latency_protocol(_text(r, "protocol_json")) for r in (base, cand))
     if old_protocol != new_protocol:
         if isinstance(old_protocol, dict) and isinstance(new_protocol, dict):
             keys = sorted(set(old_protocol) | set(new_protocol), key=str)

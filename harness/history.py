@@ -203,7 +203,9 @@ def judge_series(nights: Sequence[Night], min_effect: float = 0.05, *, penalty: 
 # --------------------------------------------------------------------------------------------- series
 
 
-def _latency_protocol(raw: object) -> object:
+def latency_protocol(raw: object) -> object:
+    """Return the ``latency`` entry of a record's ``protocol_json`` (None when there is none; the text itself when it
+    is not a JSON object): two timings are comparable only under the same protocol."""
     try:
         return json.loads(raw).get("latency") if isinstance(raw, str) and raw else None
     except (ValueError, AttributeError):
@@ -244,7 +246,7 @@ def case_series(records: pd.DataFrame, runs: Sequence[str], env_keys: Collection
         nights = []
         for row in rows:
             why = [f"{key} differs" for key in env_keys if str(row.get(key) or "") != str(tonight.get(key) or "")]
-            if _latency_protocol(row.get("protocol_json")) != _latency_protocol(tonight.get("protocol_json")):
+            if latency_protocol(row.get("protocol_json")) != latency_protocol(tonight.get("protocol_json")):
                 why.append("latency protocol differs")
             if _flag(row.get("latency_contended")):
                 why.append("contended")
