@@ -20,6 +20,10 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 #: The share of the machine's cores other processes may take during a timing before it is contended (the latency
 #: protocol's default ``contended_threshold``, and what ``harness run`` warns at).
 CONTENDED_SHARE = 0.1
+#: The shortest window whose load is judged, seconds: ``/proc/stat`` counts in ticks (10 ms at 100 Hz), so in a
+#: shorter window one stray tick of another process reads as a large share of the cores (a 20 ms window read "8.47
+#: of 2 cores"). 20 ticks: one tick is then 0.05 of a core.
+MIN_WINDOW_S = 20 / CLOCK_TICKS
 #: Where the first CPU's clock (kHz) and governor are read.
 CPUFREQ = Path("/sys/devices/system/cpu/cpu0/cpufreq")
 
@@ -84,8 +88,9 @@ def _process_cpu_s(pid: int) -> float:
 
 
 def window_load(start: CpuSample | None, end: CpuSample | None) -> WindowLoad | None:
-    """Return the machine's load between two samples (None when either is missing or no time passed)."""
-    if start is None or end is None or end.wall_s <= start.wall_s:
+    """Return the machine's load between two samples (None when either is missing or less than
+    :data:`MIN_WINDOW_S` passed: too short a window to tell)."""
+    if start is None or end is None or end.wall_s - start.wall_s < MIN_WINDOW_S:
         return None
     wall = end.wall_s - start.wall_s
     others = max(0.0, (end.busy_s - start.busy_s) - (end.own_s - start.own_s)) / wall

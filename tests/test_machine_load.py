@@ -15,7 +15,7 @@ import torch
 from rich.console import Console
 
 from harness.case import Case
-from harness.machine_load import CpuSample, WindowLoad, busy_now, cpu_sample, window_load
+from harness.machine_load import MIN_WINDOW_S, CpuSample, WindowLoad, busy_now, cpu_sample, window_load
 from harness.metrics import latency
 
 pytestmark = pytest.mark.skipif(cpu_sample() is None, reason="/proc/stat is Linux's: the load cannot be read here")
@@ -48,6 +48,12 @@ def test_the_load_of_a_window_is_the_others_cpu_time_over_its_wall_time():
     load = window_load(start, end)
     assert load is not None and math.isclose(load.others_cores, 1.5) and math.isclose(load.steal_cores, 0.1)
     assert window_load(start, start) is None and window_load(None, end) is None
+
+
+def test_a_window_too_short_for_the_tick_counts_is_not_judged():
+    start, end = CpuSample(10.0, 100.0, 5.0, 2.0), CpuSample(10.02, 100.17, 5.0, 2.0)  # 17 ticks of others in 20 ms
+    assert window_load(start, end) is None
+    assert window_load(start, CpuSample(10.0 + 2 * MIN_WINDOW_S, 100.17, 5.0, 2.0)) is not None
 
 
 def test_a_window_is_contended_when_others_took_more_than_the_threshold_of_the_cores():
