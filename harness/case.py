@@ -14,7 +14,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-DEVICES = ("cpu", "cuda")
+#: ``meta``: the model built without weights (``torch.device("meta")``), for counting only: no memory for weights, no
+#: initialisation, so the largest architectures count in seconds (the complexity metric only; see harness.suite).
+DEVICES = ("cpu", "cuda", "meta")
 DTYPES = ("fp32", "fp16", "bf16")
 PRECISION_MODES = ("convert", "autocast")
 QUANT = ("none", "int8")
@@ -45,7 +47,8 @@ KWARGS_FIELDS = ("model_kwargs", "norm_kwargs", "compress_kwargs")
 class Case:
     """One measurement: a model at an input shape on a device, in a dtype.
 
-    Fields are the suite's matrix axes. ``resolution`` is the square input side in pixels; ``batch``
+    Fields are the suite's matrix axes. ``resolution`` is the input's side in pixels (its height when ``width`` is
+    given: a non-square input, e.g. 1024 x 768); ``batch``
     the number of images per forward pass; ``channels`` the input channels. ``precision`` says how a
     fp16/bf16 ``dtype`` is applied: ``convert`` (model and input converted) or ``autocast`` (fp32
     weights, ops under torch.autocast). ``quant`` ``int8``: post-training static quantization (CPU).
@@ -85,6 +88,7 @@ class Case:
     negatives: str = "default"
     compress: str = "none"
     compress_kwargs: tuple[tuple[str, Any], ...] = field(default=())
+    width: int | None = None
 
     @property
     def case_id(self) -> str:
@@ -113,7 +117,7 @@ class Case:
     @property
     def label(self) -> str:
         """Return a short human-readable name, e.g. ``resnet18 b8 224px cpu fp32``."""
-        text = f"{self.model} b{self.batch} {self.resolution}px {self.device} {self.dtype}"
+        text = f"{self.model} b{self.batch} {self.input_text}px {self.device} {self.dtype}"
         extras = {
             "autocast": self.precision == "autocast",
             self.quant: self.quant != "none",
@@ -137,7 +141,12 @@ class Case:
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
         """Return the NCHW input shape of one forward pass."""
-        return (self.batch, self.channels, self.resolution, self.resolution)
+        return (self.batch, self.channels, self.resolution, self.width or self.resolution)
+
+    @property
+    def input_text(self) -> str:
+        """Return the input's size in pixels as text: ``224``, or ``1024x768`` (height x width) when not square."""
+        return f"{self.resolution}x{self.width}" if self.width else str(self.resolution)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the case as a plain dict (keyword-argument fields as dicts) for transport and storage."""
@@ -201,4 +210,5 @@ CASE_COLUMNS: dict[str, str] = {
     "negatives": "string",
     "compress": "string",
     "compress_kwargs": "string",
+    "width": "int64",
 }

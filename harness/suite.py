@@ -107,6 +107,7 @@ AXIS_TYPES: dict[str, Any] = {
     "negatives": Literal[NEGATIVES],
     "compress": Literal[COMPRESS],
     "compress_kwargs": dict[str, Any],
+    "width": PositiveInt,
 }
 #: Where a case is given (defaults, matrix, include), ``compress`` may also be a one-key mapping
 #: ``{method: {option: value}}``: the method and its ``compress_kwargs`` together, so one matrix axis can hold
@@ -382,6 +383,7 @@ def parse_suite(text: str, file: str = "<suite>", default_name: str = "suite") -
         only = spec.repeats.where.model_dump(exclude_none=True) if spec.repeats.where is not None else {}
         cases = repeat_over_seeds(cases, repeat_seeds, lambda c: matches(c.to_dict(), only) and any(
             matches(c.to_dict(), metric_where.get(n, {})) for n in seeded))
+    problems += _check_meta(spec, cases, metrics, metric_where, file, loaded)
     claim_pairs = _pair_claims(spec, cases, file, loaded, problems)  # after the repeats: a pair per seed
     if problems:
         raise SuiteError(sorted(problems, key=lambda p: p.line))
@@ -663,6 +665,36 @@ def _warnings(spec: SuiteFile, cases: tuple[Case, ...], file: str, loaded: Loade
                                       f"matches no case of the suite ({_fields_text(rule)}): its values are never "
                                       "shown (a warning, not an error)"))
     return found
+
+
+#: What a case on the meta device (a model without weights: counted, never run) may take: its metrics, and the
+#: case fields that need real weights or a real run, each at the value it must keep.
+META_METRICS = frozenset({"complexity"})
+META_FIELDS: dict[str, Any] = {"quant": "none", "compile": "none", "compress": "none", "precision": "convert",
+                               "world_size": 1}
+
+
+def _check_meta(spec: SuiteFile, cases: Sequence[Case], metrics: dict[str, BaseModel],
+                metric_where: dict[str, dict[str, Any]], file: str, loaded: LoadedYaml) -> list[SuiteProblem]:
+    """Return the problems of cases on the meta device: a metric other than those of :data:`META_METRICS` taken
+    for one, or a field of :data:`META_FIELDS` away from its value (said once each, at the ``device: meta``)."""
+    meta = [c for c in cases if c.device == "meta"]
+    if not meta:
+        return []
+    said: list[str] = []
+    for case in meta:
+        point = case.to_dict()
+        said += [f"metric {name!r}" for name in metrics if name not in META_METRICS
+                 and matches(point, metric_where.get(name, {})) and f"metric {name!r}" not in said]
+        said += [f"{key} {point[key]!r}" for key, value in META_FIELDS.items()
+                 if point[key] != value and f"{key} {point[key]!r}" not in said]
+    if not said:
+        return []
+    path = next((p for p, v in _case_mentions(spec, "device") if v == "meta"), ("defaults", "device"))
+    return [SuiteProblem(file, loaded.line_of(path), _dotted(path),
+                         f"device 'meta' builds the model without weights, to count it: its cases take only the "
+                         f"{', '.join(sorted(META_METRICS))} metric at {_fields_text(META_FIELDS)}; got "
+                         f"{', '.join(said)} (`where: {{device: [cpu, cuda]}}` keeps a metric off the meta cases)")]
 
 
 def _gpu_count() -> int | None:

@@ -147,7 +147,7 @@ def test_a_long_value_is_quoted_short(tmp_path, capsys):
                     f"description: {json.dumps(nested)}\n")
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
-    assert f"{path}:3: matrix.device[0]: Input should be 'cpu' or 'cuda', got 'xxxxx" in err
+    assert f"{path}:3: matrix.device[0]: Input should be 'cpu', 'cuda' or 'meta', got 'xxxxx" in err
     assert f"{path}:4: matrix.{'k' * 57}...: unknown key 'kkkk" in err
     assert f"{path}:6: description: expected a string, got [[[" in err
     assert len(err) < 1500, err

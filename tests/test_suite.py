@@ -26,7 +26,7 @@ MALFORMED = [
     ("duplicate-key", "matrix:\n  model: [resnet18]\n  batch: [1]\n  batch: [2]\n", 4,
      "duplicate key 'batch' (first given at line 3)"),
     ("excluded-all", "matrix:\n  model: [resnet18]\nexclude:\n  - model: resnet18\n", 1, "expands to no cases"),
-    ("bad-device", "matrix:\n  model: [resnet18]\n  device: [tpu]\n", 3, "Input should be 'cpu' or 'cuda'"),
+    ("bad-device", "matrix:\n  model: [resnet18]\n  device: [tpu]\n", 3, "Input should be 'cpu', 'cuda' or 'meta'"),
     ("unknown-axis", "matrix:\n  model: [resnet18]\n  bacth: [1]\n", 3, "unknown key 'bacth' (did you mean 'batch'?)"),
     ("top-level-list", "- model: resnet18\n", 1, "expected a mapping with at least a 'matrix' key, got a list"),
     ("empty-file", "", 1, "got an empty file"),

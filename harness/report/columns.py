@@ -76,6 +76,7 @@ VARIANT_FIELDS: tuple[tuple[str, str, object], ...] = (
     ("threads", "threads={}", None),
     ("channels", "{}ch", 3),
     ("model_kwargs", "{}", "{}"),
+    ("width", "width={}px", None),
 )
 
 #: Case fields shown to identify a row, in order.
@@ -90,6 +91,7 @@ CASE_HEADERS: tuple[tuple[str, str], ...] = (
 #: Protocol fields shown only in suites where some row differs from the default (so rows measured under
 #: different protocols are never silently side by side): column, header, default value.
 PROTOCOL_HEADERS: tuple[tuple[str, str, object], ...] = (
+    ("width", "Width (px)", None),
     ("precision", "Precision", "convert"),
     ("quant", "Quant", "none"),
     ("channels_last", "Channels last", False),

@@ -27,7 +27,7 @@ BUILD_COST_S = 2.0
 def _work(case: Case) -> float:
     """Return the work of one batch of ``case`` relative to one 224-px image in inference."""
     train = 3.0 if case.mode == "train" else 1.0
-    return case.batch * case.world_size * (case.resolution / 224) ** 2 * train
+    return case.batch * case.world_size * case.resolution * (case.width or case.resolution) / 224**2 * train
 
 
 def _timed(options: dict[str, Any], case: Case) -> float:

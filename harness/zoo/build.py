@@ -4,6 +4,7 @@ and its seeded input batch. Runs in the worker process.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import torch
@@ -64,6 +65,9 @@ def _apply_detector_fields(model: nn.Module, case: Case) -> None:
     from harness.zoo.detectors import Detector
 
     if isinstance(model, Detector):
+        if case.width not in (None, case.resolution):
+            raise HarnessError(f"{case.model} is a detector: it takes a square input (resolution), not "
+                               f"{case.input_text} px")
         model.input_size = case.resolution
         model.suppression = model.suppression.with_method(case.postprocess)
     elif case.postprocess != "default":
@@ -82,7 +86,8 @@ def _apply_detector_fields(model: nn.Module, case: Case) -> None:
 
 
 def build_model(case: Case) -> nn.Module:
-    """Return the case's model with random weights drawn from the case's seed, in eval mode, ready to measure.
+    """Return the case's model with random weights drawn from the case's seed, in eval mode, ready to measure
+    (on the meta device: built there, without weights).
 
     Applied in order: a detector's input size and post-processing, the normalization swap (``case.norm``),
     the compression (``case.compress``: :func:`harness.zoo.compress.compress_model`, its info kept in the
@@ -95,7 +100,9 @@ def build_model(case: Case) -> nn.Module:
 
     _check_supported(case)
     seed_everything(case.seed)
-    model = create_model(case.model, **dict(case.model_kwargs)).eval()
+    # on the meta device the parameters are never allocated nor initialised: what counting needs, nothing more
+    with torch.device("meta") if case.device == "meta" else contextlib.nullcontext():
+        model = create_model(case.model, **dict(case.model_kwargs)).eval()
     _apply_detector_fields(model, case)
     if case.norm != "native":
         from harness.zoo.norms import swap_norm
