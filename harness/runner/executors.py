@@ -5,6 +5,8 @@ as soon as it is done, and the runner stores it before it takes the next.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -36,25 +38,69 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Cases one at a time in a worker process on this machine (restarted after a crash or a timeout)."""
+    """Cases on this machine in ``jobs`` worker processes (default one: the cases one at a time), each restarted
+    after a crash or a timeout. Several jobs run several cases at once: for counting, never for timing (each
+    case's time would depend on the others)."""
 
     name = "local"
 
-    def __init__(self, worker: WorkerProcess | None = None) -> None:
-        self.worker = worker or WorkerProcess()
+    def __init__(self, worker: WorkerProcess | None = None, jobs: int = 1) -> None:
+        if jobs < 1:
+            raise HarnessError(f"jobs {jobs}: expected at least one worker process")
+        self.workers = [worker or WorkerProcess(), *(WorkerProcess() for _ in range(jobs - 1))]
+        self._stopping = threading.Event()
+
+    @property
+    def worker(self) -> WorkerProcess:
+        """Return the first worker process (the only one with one job)."""
+        return self.workers[0]
 
     def start(self) -> dict[str, Any]:
-        """Start the worker (if it is not running) and return its environment capture."""
-        return self.worker.start()
+        """Start the workers (if not running: all launched at once, so they import torch together) and return the
+        first one's environment capture."""
+        self._stopping.clear()
+        for worker in self.workers:
+            worker.launch()
+        return next(worker.start() for worker in self.workers)
 
     def run(self, tasks: list[CaseTask]) -> Iterator[tuple[CaseTask, dict[str, Any]]]:
-        """Run each task in turn in the worker; yield it with its outcome."""
+        """Run the tasks, each worker taking the next one as it is free; yield each with its outcome as it
+        finishes (in order with one job)."""
+        if len(self.workers) == 1:
+            for task in tasks:
+                yield task, run_task(self.worker, task)
+            return
+        todo: queue.SimpleQueue[CaseTask] = queue.SimpleQueue()
         for task in tasks:
-            yield task, run_task(self.worker, task)
+            todo.put(task)
+        done: queue.SimpleQueue[tuple[CaseTask, dict[str, Any]] | Exception] = queue.SimpleQueue()
+
+        def serve(worker: WorkerProcess) -> None:
+            while not self._stopping.is_set():
+                try:
+                    task = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    done.put((task, run_task(worker, task)))
+                except Exception as exc:  # a worker that cannot start: raised in the caller's thread
+                    done.put(exc)
+                    return
+
+        for i, worker in enumerate(self.workers):
+            threading.Thread(target=serve, args=(worker,), daemon=True, name=f"harness-job-{i}").start()
+        for _ in tasks:
+            item = done.get()
+            if isinstance(item, Exception):
+                self.stop()
+                raise item
+            yield item
 
     def stop(self) -> None:
-        """Stop the worker process."""
-        self.worker.stop()
+        """Stop the worker processes (a job in flight gets a failed outcome; no job takes another task)."""
+        self._stopping.set()
+        for worker in self.workers:
+            worker.stop()
 
 
 def _ray_executor(address: str | None) -> Executor:
