@@ -22,7 +22,7 @@ from harness.cli.common import EXIT_FAILED_CASES, EXIT_INTERRUPTED
 from harness.terminal import markup_text
 
 #: The sub-commands' modules, in the order of ``harness --help``.
-COMMANDS: tuple[str, ...] = ("run", "compact", "validate", "report", "listing", "export", "profile", "bench",
+COMMANDS: tuple[str, ...] = ("run", "compact", "validate", "report", "listing", "export", "profile", "zoo", "bench",
                              "compare", "ab", "coco_eval", "env")
 
 DESCRIPTION = """\
@@ -45,6 +45,7 @@ examples:
   harness validate suites/*.yaml           check suites without running anything
   harness list models 'resnet*'            models the zoo and timm can build
   harness profile resnet50 --by op         params, MACs, FLOPs, memory access cost per op
+  harness zoo --report                     count every timm architecture into the store and the report
   harness bench resnet18 --batch 8 --json  latency and throughput of one model
   harness env                              the environment recorded with every result
 

@@ -565,7 +565,8 @@ def pareto_front(x: Sequence[float], y: Sequence[float]) -> np.ndarray:
     return mask
 
 
-def _ok(records: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+def ok_records(records: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Return the ok records of ``records`` having every one of ``columns`` (none when a column is absent)."""
     if not set(columns) <= set(records) or records.empty:
         return records.iloc[0:0]
     keep = records["status"] == "ok"
@@ -675,10 +676,10 @@ def flops_latency_plot(records: pd.DataFrame, plot_id: str = "plot-flops") -> Pl
     """Return FLOPs (or MACs) per batch against median latency, a colour per (hardware, dtype), with the
     hardware's peak as a roof line (work = peak × time) where :data:`GPU_PEAK_TFLOPS` knows it; None without
     cases having both."""
-    column = next((c for c in ("flops", "macs") if len(_ok(records, [c, "latency_ms_median"]))), None)
+    column = next((c for c in ("flops", "macs") if len(ok_records(records, [c, "latency_ms_median"]))), None)
     if column is None:
         return None
-    ok = _ok(records, [column, "latency_ms_median"])
+    ok = ok_records(records, [column, "latency_ms_median"])
     ok = ok[ok[column] > 0].assign(hardware=hardware_names(ok[ok[column] > 0]))
     if ok.empty:
         return None
@@ -759,7 +760,7 @@ def latency_distribution_plot(records: pd.DataFrame, plot_id: str = "plot-latenc
 def error_batch_plot(records: pd.DataFrame, plot_id: str = "plot-error-batch") -> Plot | None:
     """Return top-1 error (%) against the batch size per process, a line per (model, norm, processes), with
     the published values as dashed lines; None unless several norms and batches have top-1 accuracy."""
-    ok = _ok(records, ["acc_top1", "batch", "norm"])
+    ok = ok_records(records, ["acc_top1", "batch", "norm"])
     if ok.empty or ok["norm"].nunique() < 2 or ok["batch"].nunique() < 2:
         return None
     series: list[Series] = []
@@ -803,7 +804,7 @@ def history_plot(records: pd.DataFrame, plot_id: str = "plot-history") -> Plot |
     """Return the median latency of each case across runs (every record of the suite, not only the latest):
     a line per case through its per-run medians, for the :data:`MAX_HISTORY_CASES` cases with the most runs
     (then the largest relative change); None unless some case has ok records from two runs or more."""
-    ok = _ok(records, ["latency_ms_median", "case_id", "run_id", "timestamp_utc"])
+    ok = ok_records(records, ["latency_ms_median", "case_id", "run_id", "timestamp_utc"])
     if ok.empty:
         return None
     cases, case_names = pd.factorize(ok["case_id"], use_na_sentinel=False)

@@ -31,6 +31,7 @@ import pandas as pd
 
 from harness.case import CASE_COLUMNS
 from harness.report import RUN_TABLES
+from harness.report.complexity_plots import survey_plots
 from harness.report.plots import MAX_BOXES, suite_plots
 from harness.report.tables import (
     ROW_ORDER,
@@ -181,6 +182,7 @@ def render_site(results_dir: str | Path = "results", out_dir: str | Path = "repo
             table = suite_table(records)
             samples, samples_total = _samples_frame(data, records)
             plots = suite_plots(records, _rows(frame, history.get(name), HISTORY_COLUMNS), samples, samples_total)
+            plots += survey_plots(records)
             page = suite_pages[name]
             html = env.get_template("suite.html.j2").render(
                 **common, nav_suites=nav, t=table, plots=plots, run_pages=run_pages, page_title=f"suite {name}")

@@ -97,7 +97,8 @@ class Leaderboard:
 
     ``keys`` are the columns' names (``data-key`` of the headers), ``numeric`` which sort as numbers, ``detail``
     which are collapsed until the reader asks for them (:func:`detail_columns`); ``unranked`` counts the cases
-    that have no ok record in any suite (listed on their suite pages).
+    that have no ok record in any suite (listed on their suite pages); ``counted_only`` names the suites whose cases
+    are on the meta device (counted without weights, on no hardware: their own pages table them).
     """
 
     headers: list[str]
@@ -108,6 +109,7 @@ class Leaderboard:
     dtypes: list[str]
     unranked: int = 0
     detail: list[bool] = field(default_factory=list)
+    counted_only: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -704,7 +706,11 @@ def leaderboard(records: pd.DataFrame) -> Leaderboard:
     (variant, resolution, batch, device, dtype) from its ok records across suites and runs, each value the
     latest one measured (so an ok record beats a later failed one, and a run that took only some metrics
     leaves the others as they were), the suites that measured it listed; cases with no ok record are left
-    out (counted in ``unranked``)."""
+    out (counted in ``unranked``), and so are the cases on the meta device (counted without weights: no hardware
+    measured them), their suites named in ``counted_only``."""
+    meta = (records["device"] == "meta").to_numpy(dtype=bool, na_value=False) if len(records) else np.zeros(0, bool)
+    counted_only = sorted(records["suite"][meta].astype(str).unique()) if meta.any() else []
+    records = records[~meta] if meta.any() else records
     metrics = [d for d in DISPLAYS if d.column in LEADERBOARD_METRICS and d.column in records]
     ok = (records["status"] == "ok").to_numpy(dtype=bool, na_value=False) if len(records) else np.zeros(0, bool)
     metrics = [d for d in metrics if records[d.column].notna().to_numpy()[ok].any()]
@@ -719,7 +725,7 @@ def leaderboard(records: pd.DataFrame) -> Leaderboard:
 
     if not ok.any():
         unranked = int(records["case_id"].nunique()) if len(records) else 0
-        return Leaderboard(headers, keys, numeric, [], [], [], unranked, detail([]))
+        return Leaderboard(headers, keys, numeric, [], [], [], unranked, detail([]), counted_only)
     cases, case_names = pd.factorize(records["case_id"], use_na_sentinel=False)
     has_ok = np.bincount(cases[ok], minlength=len(case_names)) > 0
     unranked = int((~has_ok).sum())
@@ -763,7 +769,7 @@ def leaderboard(records: pd.DataFrame) -> Leaderboard:
         rows.append(LeaderboardRow(cells, text(record["device"]), text(record["dtype"]),
                                    sorted(suites[record["_group"]])))
     return Leaderboard(headers, keys, numeric, rows, sorted(best["device"].dropna().astype(str).unique()),
-                       sorted(best["dtype"].dropna().astype(str).unique()), unranked, detail(rows))
+                       sorted(best["dtype"].dropna().astype(str).unique()), unranked, detail(rows), counted_only)
 
 
 # --- runs ------------------------------------------------------------------------------------------------
