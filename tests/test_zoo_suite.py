@@ -205,3 +205,19 @@ def test_the_fvcore_comparison_groups_both_counters_ops_and_ranks_the_disagreeme
     assert "| a | 10.000 | 10.000 | 1.000 | attention 1 → 0; batch_norm 0 → 1 | aten::add ×3 |" in text
     assert "without its norm, pooling and upsampling counts, against our MACs: within 1% for 2 of 2" in text
     assert "c (RuntimeError: cannot trace)" in text
+
+
+def test_a_suite_page_of_ten_rows_or_more_has_a_filter_box(tmp_path):
+    from harness.report.site import render_site
+    from tests.records import COLUMNS
+
+    store = ResultStore(tmp_path / "r")
+    for k in range(12):
+        store.append(make_record(Case(f"m{k}", device="meta"), suite="many", params=10**6 * (k + 1),
+                                 macs=10**8 * (k + 1), mac_bytes=10**7), COLUMNS | {"mac_bytes": "int64"})
+    for k in range(3):
+        store.append(make_record(Case(f"m{k}"), suite="few", macs=10**8), COLUMNS)
+    render_site(tmp_path / "r", tmp_path / "site")
+    many = (tmp_path / "site" / "suite-many.html").read_text()
+    assert 'class="table-filter" data-table="suite-table"' in many and ">12 of 12 rows<" in many
+    assert "table-filter" not in (tmp_path / "site" / "suite-few.html").read_text()
