@@ -131,6 +131,9 @@ def test_harness_zoo_counts_the_matching_architectures_into_the_store(tmp_path, 
     assert 'id="plot-macs-params"' in page and 'id="plot-macbytes-macs"' in page
     index = (tmp_path / "site" / "index.html").read_text()
     assert 'href="suite-timm_zoo.html">timm_zoo</a>' in index and "resnet10t" not in index
+    assert main(["zoo", "resnet1[08]*", "--results", str(tmp_path / "r"), "--resume", "--no-progress"]) == 0
+    out = capsys.readouterr().out  # nothing left to count; the coverage is the run's
+    assert f"{len(frame)} already recorded (resume)" in out and f"in the run, coverage 1.0: {len(frame)}," in out
 
 
 def test_harness_zoo_says_when_no_architecture_matches(tmp_path, capsys):

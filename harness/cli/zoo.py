@@ -60,7 +60,6 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     executor = LocalExecutor(jobs=args.jobs)
     for worker in executor.workers:
         worker.launch()  # the workers import torch while the zoo is listed here
-    records: list[dict[str, Any]] = []
     try:
         suite = zoo_suite(args.pattern, args.dtype)
         if not suite.cases:
@@ -70,11 +69,14 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
         if args.timeout:
             suite = dataclasses.replace(suite, timeout_s=args.timeout)
         summary = run_suite(suite, args.results, resume=args.resume, console=err, executor=executor,
-                            show_progress=not args.no_progress, on_record=records.append)
+                            show_progress=not args.no_progress)
     finally:
         executor.stop()
+    from harness.store import ResultStore
+
+    records = ResultStore(args.results).read(suite=suite.name, run_id=summary.run_id).to_dict("records")
     out.print(f"{suite.name}: {len(suite.cases)} architecture(s) ({markup_text(suite.path)}): {summary.describe()} in "
-              f"{summary.wall_s:.1f} s on {args.jobs} worker(s); {coverage_summary(records)} → "
+              f"{summary.wall_s:.1f} s on {args.jobs} worker(s); in the run, {coverage_summary(records)} → "
               f"{markup_text(summary.results_dir)} (run {markup_text(summary.run_id)})",
               highlight=False, soft_wrap=True)
     if summary.interrupted:
