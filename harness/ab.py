@@ -20,10 +20,16 @@ verdict follows ``harness compare``'s rule (:func:`harness.compare.decide`): reg
 ``alpha`` and at least ``min_effect``, unchanged when the interval lies within ±``min_effect``, else inconclusive. A
 round in which either window was contended (other processes took the cores) is dropped; with fewer than ``MIN_PAIRS``
 pairs left the case is too noisy.
+
+Until decided. With ``max_pairs`` above ``pairs``, the cases still inconclusive after ``pairs`` pairs go on alone in
+more pairs, judged again each time the pairs have doubled (:func:`looks`), until each is decided or ``max_pairs`` is
+reached. Each of the K looks tests at ``alpha`` / K with a (1 − 0.05 / K) interval (Bonferroni over the looks), so
+judging more often does not raise the chance of calling identical environments different.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import select
 import shlex
@@ -134,10 +140,10 @@ class AbResult:
     pair_deltas: list[float] = field(default_factory=list)
 
 
-def judge_pairs(pair_deltas: Sequence[float], alpha: float = 0.01,
-                min_effect: float = 0.05) -> tuple[str, str, dict[str, float]]:
-    """Return (verdict, reason, statistics) of the pairs' log ratios ``pair_deltas`` by the module's rule; the
-    statistics: ``delta_rel``, ``ci_low``, ``ci_high``, ``p_value``."""
+def judge_pairs(pair_deltas: Sequence[float], alpha: float = 0.01, min_effect: float = 0.05,
+                confidence: float = 0.95) -> tuple[str, str, dict[str, float]]:
+    """Return (verdict, reason, statistics) of the pairs' log ratios ``pair_deltas`` by the module's rule (the
+    interval at ``confidence``); the statistics: ``delta_rel``, ``ci_low``, ``ci_high``, ``p_value``."""
     from scipy import stats
 
     from harness.compare import INCONCLUSIVE, decide
@@ -146,10 +152,11 @@ def judge_pairs(pair_deltas: Sequence[float], alpha: float = 0.01,
     if d.size < MIN_PAIRS:
         return INCONCLUSIVE, f"{d.size} worker pair(s), fewer than {MIN_PAIRS}", {}
     mean, sem = float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size))
-    half = float(stats.t.ppf(0.975, d.size - 1)) * sem
+    half = float(stats.t.ppf(0.5 + confidence / 2, d.size - 1)) * sem
     p = 1.0 if sem == 0 else float(stats.ttest_1samp(d, 0.0).pvalue)
     low, high, delta = float(np.expm1(mean - half)), float(np.expm1(mean + half)), float(np.expm1(mean))
-    verdict, why = decide(delta, low, high, p, alpha, min_effect, test="t-test", what=f"mean of {d.size} worker pairs")
+    verdict, why = decide(delta, low, high, p, alpha, min_effect, test="t-test", what=f"mean of {d.size} worker pairs",
+                          confidence=confidence)
     return verdict, why, {"delta_rel": delta, "ci_low": low, "ci_high": high, "p_value": p}
 
 
@@ -193,7 +200,7 @@ def _measure_rounds(case: Any, sides: tuple[Side, Side], options: dict[str, Any]
         tally.pair_deltas.append(float(np.median(ratios)))
 
 
-def _result(case: Any, tally: _Tally, alpha: float, min_effect: float) -> AbResult:
+def _result(case: Any, tally: _Tally, alpha: float, min_effect: float, confidence: float = 0.95) -> AbResult:
     from harness.compare import TOO_NOISY, LatencyJudgement
 
     if tally.failure is not None:
@@ -203,7 +210,7 @@ def _result(case: Any, tally: _Tally, alpha: float, min_effect: float) -> AbResu
         return AbResult(case.case_id, case.label, LatencyJudgement(
             TOO_NOISY, f"{tally.dropped} round(s) contended (other processes took the cores): {kept} worker pair(s) "
             f"left, fewer than {MIN_PAIRS}"), pairs=kept, dropped=tally.dropped)
-    verdict, why, stats = judge_pairs(tally.pair_deltas, alpha, min_effect)
+    verdict, why, stats = judge_pairs(tally.pair_deltas, alpha, min_effect, confidence)
     if tally.dropped:
         why += f"; {tally.dropped} contended round(s) left out"
     base, cand = tally.medians["baseline"], tally.medians["candidate"]
@@ -213,33 +220,67 @@ def _result(case: Any, tally: _Tally, alpha: float, min_effect: float) -> AbResu
                     pair_deltas=tally.pair_deltas)
 
 
+def looks(pairs: int, max_pairs: int) -> list[int]:
+    """Return the numbers of pairs after which the undecided cases are judged: ``pairs``, then doubling, the last
+    ``max_pairs`` (just ``[pairs]`` when ``max_pairs`` ≤ ``pairs``)."""
+    out = [pairs]
+    while out[-1] < max_pairs:
+        out.append(min(out[-1] * 2, max_pairs))
+    return out
+
+
 def run_ab(cases: Sequence[Any], baseline_env: str, candidate_env: str, latency: dict[str, Any], *,
-           pairs: int = PAIRS, rounds: int = ROUNDS, window_s: float = WINDOW_S, alpha: float = 0.01,
-           min_effect: float = 0.05,
-           progress: Callable[[int, Sequence[AbResult] | None], None] | None = None,
+           pairs: int = PAIRS, max_pairs: int | None = None, rounds: int = ROUNDS, window_s: float = WINDOW_S,
+           alpha: float = 0.01, min_effect: float = 0.05,
+           progress: Callable[[int, int], None] | None = None,
            ) -> tuple[list[AbResult], dict[str, Any]]:
     """Measure every case of ``cases`` (Cases) on ``pairs`` fresh worker pairs, ``rounds`` rounds each, and judge
-    them; return the results and each side's environment ({"baseline": env, "candidate": env}, from the first pair).
-    ``progress(j, None)`` is called after pair j, ``progress(pairs, results)`` at the end."""
+    them — the inconclusive ones on more pairs up to ``max_pairs`` (see the module's "Until decided"); return the
+    results (in the order of ``cases``) and each side's environment ({"baseline": env, "candidate": env}, from the
+    first pair). ``progress(j, n)`` is called after pair j measured n cases."""
+    from harness.compare import INCONCLUSIVE
+
     options = window_options(latency, window_s)
     tallies = [_Tally() for _ in cases]
+    checkpoints = looks(pairs, max_pairs or pairs)
+    alpha_look, confidence = alpha / len(checkpoints), 1 - 0.05 / len(checkpoints)
+    results: dict[int, AbResult] = {}
     envs: dict[str, Any] = {}
-    for j in range(pairs):
-        sides = (Side("baseline", baseline_env), Side("candidate", candidate_env))
-        try:
-            for side in sides:
-                side.launch()
-            for side in sides:
-                envs.setdefault(side.name, side.ready())
-            for case, tally in zip(cases, tallies, strict=True):
-                if tally.failure is None:
-                    _measure_rounds(case, sides, options, rounds, tally)
-        finally:
-            for side in sides:
-                side.stop()
-        if progress is not None:
-            progress(j, None)
-    results = [_result(case, tally, alpha, min_effect) for case, tally in zip(cases, tallies, strict=True)]
-    if progress is not None:
-        progress(pairs, results)
-    return results, envs
+    measured = 0
+    for k, look in enumerate(checkpoints, 1):
+        todo = [i for i in range(len(cases)) if i not in results]
+        while measured < look:
+            _measure_pair(cases, tallies, todo, (baseline_env, candidate_env), options, rounds, envs)
+            if progress is not None:
+                progress(measured, len(todo))
+            measured += 1
+        for i in todo:
+            result = _result(cases[i], tallies[i], alpha_look, min_effect, confidence)
+            if result.judgement.verdict != INCONCLUSIVE or k == len(checkpoints):
+                if len(checkpoints) > 1:
+                    reason = (f"{result.judgement.reason} [look {k} of {len(checkpoints)}, after {look} pairs; each "
+                              f"look at alpha {alpha:g}/{len(checkpoints)}]")
+                    result = dataclasses.replace(result, judgement=dataclasses.replace(result.judgement,
+                                                                                       reason=reason))
+                results[i] = result
+        if len(results) == len(cases):
+            break
+    return [results[i] for i in range(len(cases))], envs
+
+
+def _measure_pair(cases: Sequence[Any], tallies: list[_Tally], todo: list[int], commands: tuple[str, str],
+                  options: dict[str, Any], rounds: int, envs: dict[str, Any]) -> None:
+    """Start a fresh worker pair and measure the cases at positions ``todo`` (not yet failed) on it, ``rounds``
+    rounds each, into their tallies; the first pair's environments go into ``envs``."""
+    sides = (Side("baseline", commands[0]), Side("candidate", commands[1]))
+    try:
+        for side in sides:
+            side.launch()
+        for side in sides:
+            envs.setdefault(side.name, side.ready())
+        for i in todo:
+            if tallies[i].failure is None:
+                _measure_rounds(cases[i], sides, options, rounds, tallies[i])
+    finally:
+        for side in sides:
+            side.stop()

@@ -292,12 +292,12 @@ def judge_latency(baseline: Sequence[float], candidate: Sequence[float], alpha: 
 
 
 def decide(delta: float, low: float, high: float, p: float, alpha: float, min_effect: float, *, test: str,
-           what: str) -> tuple[str, str]:
+           what: str, confidence: float = 0.95) -> tuple[str, str]:
     """Return the verdict and its reason for a relative change ``delta`` (0.1 = 10% slower) of ``what`` with the
-    95% interval [``low``, ``high``] and the p-value ``p`` of ``test``, by the module's rule: regressed or improved
-    when significant at ``alpha`` and at least ``min_effect``; unchanged when the interval lies within
+    ``confidence`` interval [``low``, ``high``] and the p-value ``p`` of ``test``, by the module's rule: regressed or
+    improved when significant at ``alpha`` and at least ``min_effect``; unchanged when the interval lies within
     ±``min_effect``; else inconclusive."""
-    change = f"{_pct(delta)} (95% CI {_pct(low)} to {_pct(high)})"
+    change = f"{_pct(delta)} ({confidence * 100:.4g}% CI {_pct(low)} to {_pct(high)})"
     limit = f"±{min_effect * 100:g}%"
     significant = p < alpha
     tested = f"{test} p = {_p(p)} {'<' if significant else '≥'} {alpha:g}"

@@ -8,7 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from harness.ab import judge_pairs, window_options
+import harness.ab
+from harness.ab import judge_pairs, looks, run_ab, window_options
+from harness.case import Case
 from harness.cli import main
 
 SUITE = """
@@ -44,6 +46,37 @@ def test_too_few_pairs_or_too_much_noise_is_inconclusive():
     assert judge_pairs([0.0] * 4)[0] == "inconclusive"
     assert judge_pairs(_pairs(4, n=6, noise=0.2))[0] == "inconclusive"
     assert judge_pairs([0.0] * 6)[0] == "unchanged"  # no difference at all
+
+
+def test_looks_double_the_pairs_up_to_the_most():
+    assert looks(10, 10) == looks(10, 5) == [10]
+    assert looks(10, 80) == [10, 20, 40, 80]
+    assert looks(10, 30) == [10, 20, 30]
+
+
+def test_until_decided_only_the_inconclusive_cases_go_on_and_each_look_is_corrected(monkeypatch):
+    """Case 0 agrees at once; case 1's pairs spread ±8% and need 40 of them; case 2's spread ±100% never settles."""
+    spread = {0: 0.0, 1: 0.08, 2: 1.0}
+    measured_per_pair: list[list[int]] = []
+
+    def fake_pair(cases, tallies, todo, commands, options, rounds, envs):
+        envs.setdefault("baseline", {}), envs.setdefault("candidate", {})
+        measured_per_pair.append(list(todo))
+        for i in todo:
+            sign = 1 if len(tallies[i].pair_deltas) % 2 else -1
+            tallies[i].pair_deltas.append(sign * spread[i])
+            tallies[i].medians["baseline"].append(1.0), tallies[i].medians["candidate"].append(1.0)
+
+    monkeypatch.setattr(harness.ab, "_measure_pair", fake_pair)
+    cases = [Case("tiny_cnn", batch=b) for b in (1, 2, 3)]
+    results, _ = run_ab(cases, "a", "b", {}, pairs=10, max_pairs=80)
+    assert [r.judgement.verdict for r in results] == ["unchanged", "unchanged", "inconclusive"]
+    assert [r.pairs for r in results] == [10, 40, 80]
+    assert measured_per_pair[9] == [0, 1, 2] and measured_per_pair[10] == [1, 2] and measured_per_pair[40] == [2]
+    assert "look 1 of 4, after 10 pairs; each look at alpha 0.01/4" in results[0].judgement.reason
+    assert "98.75% CI" in results[1].judgement.reason and "look 3 of 4, after 40 pairs" in results[1].judgement.reason
+    single, _ = run_ab(cases, "a", "b", {}, pairs=10)  # one look: the plain rule, as before
+    assert "look" not in single[0].judgement.reason and "95% CI" in single[0].judgement.reason
 
 
 def test_window_options_bound_the_sampling():

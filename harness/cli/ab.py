@@ -33,7 +33,9 @@ Per case: d_j = the median over pair j's rounds of log(candidate / baseline); th
 exp(mean d_j) − 1 with the 95% t-interval over the pairs and a one-sample t-test. Verdicts as in
 `harness compare`: regressed / improved when p < --alpha and the change is at least --min-effect,
 unchanged when the interval lies within ±min-effect, else inconclusive; a round in which other processes
-took the cores is dropped (too noisy when fewer than 5 pairs remain). Nothing is stored.
+took the cores is dropped (too noisy when fewer than 5 pairs remain). With --max-pairs, the cases
+still inconclusive go on alone in more pairs, judged again each time the pairs double (each of the K
+looks at alpha/K, its interval at 1 − 0.05/K). Nothing is stored.
 
 Exit status: 1 when a case has a verdict named by --fail-on (or failed), 2 for bad input, else 0.""",
         epilog="""\
@@ -41,7 +43,8 @@ examples:
   harness ab suites/smoke.yaml                                  the same environment twice (an A/A check)
   harness ab suites/smoke.yaml --candidate-env ../venv-torch-next/bin/python --fail-on regressed
   harness ab suites/smoke.yaml --candidate-env "env HARNESS_INJECT_SLOWDOWN=resnet18=0.1 python"
-  harness ab suites/nightly.yaml --model 'resnet*' --pairs 20 --json ab.json""",
+  harness ab suites/nightly.yaml --model 'resnet*' --pairs 20 --json ab.json
+  harness ab suites/smoke.yaml --max-pairs 80          until decided: the noisy cases get up to 80 pairs""",
     )
     parser.add_argument("suite", metavar="SUITE", help="suite YAML file whose cases (and latency options) are measured")
     parser.add_argument("--baseline-env", metavar="CMD", default=sys.executable,
@@ -50,6 +53,11 @@ examples:
                         help="command starting the candidate's Python interpreter (default: this one)")
     parser.add_argument("--pairs", type=positive_int, default=PAIRS,
                         help="fresh worker pairs, each measuring every case (default: %(default)s)")
+    parser.add_argument("--max-pairs", type=positive_int, metavar="N",
+                        help="go on with the cases still inconclusive after --pairs pairs, judging them again each "
+                        "time the pairs double, up to N pairs; each of the K looks tests at alpha/K with a "
+                        "(1 - 0.05/K) interval, so looking more often does not raise the false-alarm rate (default: "
+                        "--pairs, one look)")
     parser.add_argument("--rounds", type=positive_int, default=ROUNDS,
                         help="rounds per case and pair, each a window on either side (default: %(default)s)")
     parser.add_argument("--window-s", type=float, default=WINDOW_S, metavar="SECONDS",
@@ -78,7 +86,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     from rich import box
     from rich.table import Table
 
-    from harness.ab import run_ab
+    from harness.ab import looks, run_ab
     from harness.compare import parse_verdicts
     from harness.errors import HarnessError
     from harness.store import write_text_atomically
@@ -113,19 +121,23 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
               f"  baseline:  {markup_text(args.baseline_env)}\n  candidate: {markup_text(args.candidate_env)}",
               highlight=False, soft_wrap=True)
 
-    def progress(j: int, results: Any) -> None:
-        if results is None:
-            err.print(f"  pair {j + 1}/{args.pairs} measured every case", highlight=False)
+    most = max(args.max_pairs or args.pairs, args.pairs)
+
+    def progress(j: int, measured: int) -> None:
+        which = "every case" if measured == len(cases) else f"the {measured} undecided case(s)"
+        err.print(f"  pair {j + 1}/{args.pairs if j < args.pairs else most} measured {which}", highlight=False)
 
     try:
         results, envs = run_ab(cases, args.baseline_env, args.candidate_env, suite.metrics["latency"].model_dump(),
-                               pairs=args.pairs, rounds=args.rounds, window_s=args.window_s, alpha=args.alpha,
+                               pairs=args.pairs, max_pairs=most, rounds=args.rounds, window_s=args.window_s,
+                               alpha=args.alpha,
                                min_effect=args.min_effect, progress=progress)
     except HarnessError as exc:
         return usage(str(exc))
     table = Table(title=f"{markup_text(suite.name)}: candidate against baseline, interleaved", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False)
-    for header in ("case", "verdict", "baseline\n(ms)", "candidate\n(ms)", "Δ\n(%)", "95% CI\n(%)", "p", "pairs"):
+    level = f"{(1 - 0.05 / len(looks(args.pairs, most))) * 100:.4g}% CI\n(%)"
+    for header in ("case", "verdict", "baseline\n(ms)", "candidate\n(ms)", "Δ\n(%)", level, "p", "pairs"):
         table.add_column(header, justify="left" if header in ("case", "verdict") else "right")
     for result in results:
         j = result.judgement
@@ -142,7 +154,8 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
               f"{markup_text(_versions(envs['candidate']))}", highlight=False, soft_wrap=True)
     if args.json:
         payload = {"suite": suite.name, "baseline_env": args.baseline_env, "candidate_env": args.candidate_env,
-                   "pairs": args.pairs, "rounds": args.rounds, "window_s": args.window_s, "alpha": args.alpha,
+                   "pairs": args.pairs, "max_pairs": most, "rounds": args.rounds, "window_s": args.window_s,
+                   "alpha": args.alpha,
                    "min_effect": args.min_effect, "environments": envs, "cases": [asdict(r) for r in results]}
         write_text_atomically(args.json, json.dumps(payload, indent=2, default=str))
     failing = [r for r in results if r.judgement.verdict in fail_on or r.judgement.verdict == "failed"]
