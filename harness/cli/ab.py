@@ -116,12 +116,13 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     cases = [c for c in suite.cases if not args.model or fnmatch.fnmatchcase(c.model, args.model)]
     if not cases:
         return usage(f"no case of {args.suite} matches" + (f" --model {args.model!r}" if args.model else ""))
-    err.print(f"ab: {args.pairs} worker pairs × {len(cases)} case(s) × {args.rounds} rounds × 2 windows of "
+    most = max(args.max_pairs or args.pairs, args.pairs)
+    more = f" (then up to {most} for the cases undecided)" if most > args.pairs else ""
+    err.print(f"ab: {args.pairs} worker pairs{more} × {len(cases)} case(s) × {args.rounds} rounds × 2 windows of "
               f"{args.window_s:g} s\n"
               f"  baseline:  {markup_text(args.baseline_env)}\n  candidate: {markup_text(args.candidate_env)}",
               highlight=False, soft_wrap=True)
 
-    most = max(args.max_pairs or args.pairs, args.pairs)
 
     def progress(j: int, measured: int) -> None:
         which = "every case" if measured == len(cases) else f"the {measured} undecided case(s)"

@@ -18,6 +18,7 @@ from harness.cli.common import (
     positive_int,
 )
 from harness.terminal import markup_text
+from harness.zoo_suite import MAX_DEFAULT_JOBS
 
 
 def add_parser(sub: Any) -> None:
@@ -32,8 +33,9 @@ def add_parser(sub: Any) -> None:
         "whose timm_zoo page tables and plots them.")
     parser.add_argument("pattern", nargs="?", default="*",
                         help="an fnmatch pattern of timm names, e.g. 'vit_*' (default: every architecture)")
-    parser.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, metavar="N",
-                        help="worker processes counting at once (default: this machine's cores, %(default)s)")
+    parser.add_argument("--jobs", type=positive_int, default=min(os.cpu_count() or 1, MAX_DEFAULT_JOBS), metavar="N",
+                        help="worker processes counting at once, each with its own torch and timm (default: this "
+                        f"machine's cores, at most {MAX_DEFAULT_JOBS}: %(default)s)")
     add_results_argument(parser)
     parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32",
                         help="element size for mac_bytes (default: %(default)s)")
