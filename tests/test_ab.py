@@ -87,6 +87,7 @@ def test_window_options_bound_the_sampling():
 FAST = ["--pairs", "5", "--rounds", "2", "--window-s", "0.05"]
 
 
+@pytest.mark.slow  # ten fresh worker processes (~45 s); the rule itself is tested above in the default tier
 def test_an_injected_slowdown_is_flagged(write_suite, tmp_path, capsys):
     suite = write_suite(SUITE)
     report = tmp_path / "ab.json"
