@@ -229,6 +229,13 @@ def looks(pairs: int, max_pairs: int) -> list[int]:
     return out
 
 
+def look_levels(pairs: int, max_pairs: int, alpha: float) -> tuple[float, float]:
+    """Return ``(alpha, confidence)`` of each look of :func:`looks` (``pairs`` to ``max_pairs``): ``alpha`` / K and
+    1 − 0.05 / K for K looks (Bonferroni over the looks)."""
+    k = len(looks(pairs, max_pairs))
+    return alpha / k, 1 - 0.05 / k
+
+
 def run_ab(cases: Sequence[Any], baseline_env: str, candidate_env: str, latency: dict[str, Any], *,
            pairs: int = PAIRS, max_pairs: int | None = None, rounds: int = ROUNDS, window_s: float = WINDOW_S,
            alpha: float = 0.01, min_effect: float = 0.05,
@@ -243,7 +250,7 @@ def run_ab(cases: Sequence[Any], baseline_env: str, candidate_env: str, latency:
     options = window_options(latency, window_s)
     tallies = [_Tally() for _ in cases]
     checkpoints = looks(pairs, max_pairs or pairs)
-    alpha_look, confidence = alpha / len(checkpoints), 1 - 0.05 / len(checkpoints)
+    alpha_look, confidence = look_levels(pairs, max_pairs or pairs, alpha)
     results: dict[int, AbResult] = {}
     envs: dict[str, Any] = {}
     measured = 0

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     from rich import box
     from rich.table import Table
 
-    from harness.ab import looks, run_ab
+    from harness.ab import look_levels, run_ab
     from harness.compare import parse_verdicts
     from harness.errors import HarnessError
     from harness.store import write_text_atomically
@@ -123,7 +123,6 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
               f"  baseline:  {markup_text(args.baseline_env)}\n  candidate: {markup_text(args.candidate_env)}",
               highlight=False, soft_wrap=True)
 
-
     def progress(j: int, measured: int) -> None:
         which = "every case" if measured == len(cases) else f"the {measured} undecided case(s)"
         err.print(f"  pair {j + 1}/{args.pairs if j < args.pairs else most} measured {which}", highlight=False)
@@ -131,13 +130,12 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     try:
         results, envs = run_ab(cases, args.baseline_env, args.candidate_env, suite.metrics["latency"].model_dump(),
                                pairs=args.pairs, max_pairs=most, rounds=args.rounds, window_s=args.window_s,
-                               alpha=args.alpha,
-                               min_effect=args.min_effect, progress=progress)
+                               alpha=args.alpha, min_effect=args.min_effect, progress=progress)
     except HarnessError as exc:
         return usage(str(exc))
     table = Table(title=f"{markup_text(suite.name)}: candidate against baseline, interleaved", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False)
-    level = f"{(1 - 0.05 / len(looks(args.pairs, most))) * 100:.4g}% CI\n(%)"
+    level = f"{look_levels(args.pairs, most, args.alpha)[1] * 100:.4g}% CI\n(%)"
     for header in ("case", "verdict", "baseline\n(ms)", "candidate\n(ms)", "Δ\n(%)", level, "p", "pairs"):
         table.add_column(header, justify="left" if header in ("case", "verdict") else "right")
     for result in results:
@@ -156,8 +154,8 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.json:
         payload = {"suite": suite.name, "baseline_env": args.baseline_env, "candidate_env": args.candidate_env,
                    "pairs": args.pairs, "max_pairs": most, "rounds": args.rounds, "window_s": args.window_s,
-                   "alpha": args.alpha,
-                   "min_effect": args.min_effect, "environments": envs, "cases": [asdict(r) for r in results]}
+                   "alpha": args.alpha, "min_effect": args.min_effect, "environments": envs,
+                   "cases": [asdict(r) for r in results]}
         write_text_atomically(args.json, json.dumps(payload, indent=2, default=str))
     failing = [r for r in results if r.judgement.verdict in fail_on or r.judgement.verdict == "failed"]
     if failing:

@@ -405,12 +405,11 @@ def _count_meta(model: nn.Module, inputs: Any, dtype_bytes: int, training: bool,
     ``replay`` (:mod:`harness.metrics.meta_cache`). Raises when the model mixes in tensors of a real device (a
     constant made on the CPU in forward, say), or when it would take other kernels on meta tensors than on its
     device (nn.MultiheadAttention's fast path, the fused kernels of scaled_dot_product_attention on a GPU: stopped
-    at its first ``_safe_softmax``); the caller falls back. A model on the CPU (or the meta device) whose count stopped
-    there is counted
-    again with the attention backend the CPU would choose (its ``_fused_sdp_choice`` kernel reads only the tensors'
-    metadata: :class:`_CpuAttention`), so it counts on meta tensors as on fake ones; the first pass goes without that
-    torch-function mode, which costs every torch call of a model without attention ~30%, unless one of the model's
-    modules says it calls that attention (timm's ``fused_attn``)."""
+    at its first ``_safe_softmax``); the caller falls back. A model on the CPU (or the meta device) whose count
+    stopped there is counted again with the attention backend the CPU would choose (its ``_fused_sdp_choice`` kernel
+    reads only the tensors' metadata: :class:`_CpuAttention`), so it counts on meta tensors as on fake ones; the
+    first pass goes without that torch-function mode, which costs every torch call of a model without attention
+    ~30%, unless one of the model's modules says it calls that attention (timm's ``fused_attn``)."""
     if not training and any(isinstance(module, nn.MultiheadAttention) for module in model.modules()):
         raise RuntimeError("nn.MultiheadAttention takes its fused fast path (and nn.TransformerEncoderLayer its "
                            "own) in eval mode on cpu and cuda tensors, not on meta tensors")
