@@ -320,7 +320,7 @@ def batch_norm_formula(call: OpCall) -> OpCost:
     x = call.arg("input")
     if call.arg("training"):
         return call.io(flops=_norm_flops(x.numel(), call.arg("weight"), call.arg("bias")))
-    return call.io(flops=BN_INFERENCE_FLOPS * x.numel())
+    return batch_norm_inference_formula(call)
 
 
 @register_formula(aten._batch_norm_with_update, aten._native_batch_norm_legit_functional)
@@ -331,8 +331,12 @@ def batch_norm_train_formula(call: OpCall) -> OpCost:
 
 @register_formula(aten._native_batch_norm_legit_no_training, aten._batch_norm_no_update)
 def batch_norm_inference_formula(call: OpCall) -> OpCost:
-    """Batch norm at inference (running statistics): BN_INFERENCE_FLOPS per element."""
-    return call.io(flops=BN_INFERENCE_FLOPS * call.arg("input").numel())
+    """Batch norm at inference (running statistics): BN_INFERENCE_FLOPS per element; reads its arguments, writes
+    only the normalised output. The CPU and CUDA kernels save no statistics at inference (they return empty ones),
+    while torch's meta kernel gives them a channel each: counting the op's outputs would make a model's bytes depend
+    on the device it was traced on."""
+    return OpCost(flops=BN_INFERENCE_FLOPS * call.arg("input").numel(), bytes_read=call.read_bytes(),
+                  bytes_written=call.nbytes(call.output))
 
 
 @register_formula(aten.native_layer_norm, aten.native_group_norm)
