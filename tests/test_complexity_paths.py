@@ -26,6 +26,7 @@ TIMM_MODELS: dict[str, tuple[dict[str, object], int]] = {
     "vit_tiny_patch16_224": ({"img_size": 32}, 32),
     "swin_tiny_patch4_window7_224": ({"img_size": 56}, 56),
     "convnext_atto": ({}, 32),
+    "mobilenetv3_small_050": ({}, 32),  # eval batch norms, in-place hard-swish, squeeze-excite
 }
 
 
@@ -64,11 +65,12 @@ def test_fake_count_equals_real_count(name: str) -> None:
 
 @pytest.mark.parametrize(("name", "method"), [("vit_tiny_patch16_224", "meta"),
                                               ("swin_tiny_patch4_window7_224", "meta"),
-                                              ("convnext_atto", "meta")])
+                                              ("convnext_atto", "meta"),
+                                              ("mobilenetv3_small_050", "meta")])
 def test_default_count_equals_real_count(name: str, method: str) -> None:
-    """Swin (attention written out as matmuls and softmax), ConvNeXt and the ViT (scaled_dot_product_attention, given
-    the CPU's fused kernel on meta tensors as the CPU would choose it) are counted on meta tensors, with the same
-    counts as on real ones."""
+    """Swin (attention written out as matmuls and softmax), ConvNeXt, the ViT (scaled_dot_product_attention, given
+    the CPU's fused kernel on meta tensors as the CPU would choose it) and MobileNetV3 (eval batch norms, whose meta
+    kernel alone returns saved statistics) are counted on meta tensors, with the same counts as on real ones."""
     result = count(*timm_model(name))
     assert result.method == method
     assert totals(result) == totals(real_count(name))
